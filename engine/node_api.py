@@ -13,7 +13,9 @@ A node is one decorated function whose annotated signature is the schema:
   and `Annotated[int, Seed()]`. A parameter defaulting to None is optional.
 - `Lazy[T]` marks an input that is evaluated only when `check_lazy` asks for it.
 - The return annotation names the outputs: one socket type, a NamedTuple of them (field
-  names become output names), or None for a node without socket outputs.
+  names become output names), or None for a node without socket outputs. A node that
+  returns a `NodeOutput` (ui, expansion) writes `-> NodeOutput | T`, or `-> NodeOutput`
+  when it has no socket outputs.
 - A first parameter annotated `NodeContext` receives the context; its hooks
   (`check_lazy`, `fingerprint`, `validate`) then receive it first too.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -160,7 +163,7 @@ class _Parsed:
 def _parse_annotation(annotation: Any) -> _Parsed:
     parsed = _Parsed(base=annotation)
     origin = typing.get_origin(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if len(members) == 1 and len(members) < len(typing.get_args(annotation)):
             inner = _parse_annotation(members[0])
@@ -263,7 +266,19 @@ def _output_type(where: str, annotation: Any) -> str:
     raise NodeDeclarationError(f"{where}: return annotation {annotation!r} is not a socket type")
 
 
+def _strip_node_output(annotation: Any) -> Any:
+    """`NodeOutput | T` declares the outputs T; a bare `NodeOutput` declares none."""
+    if annotation is NodeOutput:
+        return None
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not NodeOutput]
+        if len(members) < len(typing.get_args(annotation)):
+            return typing.Union[tuple(members)] if len(members) > 1 else members[0]
+    return annotation
+
+
 def _output_specs(where: str, annotation: Any, output_is_list: bool | Sequence[bool]) -> tuple[OutputSpec, ...]:
+    annotation = _strip_node_output(annotation)
     if annotation is None or annotation is type(None):
         return ()
     if isinstance(annotation, type) and issubclass(annotation, tuple) and hasattr(annotation, "_fields"):

@@ -3,13 +3,16 @@
 Every file path that arrives from HTTP or from a graph input (view, upload, LoadImage,
 model names) goes through `resolve_under`, which resolves real paths on both sides, so a
 symlink planted inside a root cannot lead outside it (ComfyUI #12285). Nothing else in
-Flowmill joins a user-supplied name onto a directory.
+Flowmill joins a user-supplied name onto a directory. The payload corpus that pins this
+down lives in tests/unit/test_path_traversal.py.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,16 @@ MODEL_FOLDERS = (
 LEGACY_MODEL_FOLDERS = {"unet": "diffusion_models", "clip": "text_encoders"}
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+_ON_WINDOWS = os.name == "nt"
+# Longest name accepted; PATH_MAX on Linux. Longer strings are attacks or mistakes.
+_MAX_PATH_CHARS = 4096
+# Device names Windows resolves in every folder ("input/CON.png" opens the console). Refused on
+# every platform so a workflow that works on Linux behaves the same on Windows.
+_WINDOWS_DEVICE_NAMES = frozenset(
+    {"con", "prn", "aux", "nul", "conin$", "conout$"}
+    | {f"{kind}{digit}" for kind in ("com", "lpt") for digit in "0123456789\u00b9\u00b2\u00b3"}
+)
+_SEPARATORS = re.compile(r"[/\\]")
 
 
 class UnsafePathError(ValueError):
@@ -39,30 +52,111 @@ class UnsafePathError(ValueError):
 def resolve_under(root: Path, user_path: str) -> Path:
     """Return the real path of `user_path` inside `root`, or raise UnsafePathError.
 
-    Rejects NUL bytes, absolute paths, Windows drive letters and UNC forms, then resolves
-    symlinks on both sides and requires the result to stay inside the root. The result
-    may not exist yet (uploads); callers check existence themselves.
+    Rejects NUL and control characters, absolute paths, Windows drive letters and UNC forms,
+    names Windows would silently rewrite, and characters that Unicode compatibility folding
+    turns into path syntax; then resolves symlinks on both sides and requires the result to
+    stay inside the root. The result may not exist yet (uploads); callers check existence.
+    An empty or "." path resolves to the root itself (a "subfolder" of "").
     """
     if not isinstance(user_path, str):
         raise UnsafePathError(f"expected a path string, got {type(user_path).__name__}")
-    if "\x00" in user_path:
-        raise UnsafePathError("path contains a NUL byte")
+    _check_characters(user_path)
     normalised = user_path.replace("\\", "/")
     if normalised.startswith("/") or _WINDOWS_DRIVE.match(normalised):
         raise UnsafePathError(f"absolute paths are not allowed: {user_path!r}")
+    _check_components(normalised, user_path)
     real_root = os.path.realpath(root)
     candidate = os.path.realpath(os.path.join(real_root, normalised))
     try:
         inside = os.path.commonpath([real_root, candidate]) == real_root
-    except ValueError:
+    except ValueError:  # different drives on Windows
         inside = False
     if not inside:
         raise UnsafePathError(f"path leaves its folder: {user_path!r}")
+    _check_fully_resolved(real_root, candidate, user_path)
     return Path(candidate)
 
 
+def _check_characters(user_path: str) -> None:
+    """Refuse characters that no legitimate file name needs and that change meaning downstream."""
+    if "\x00" in user_path:
+        raise UnsafePathError("path contains a NUL byte")
+    if len(user_path) > _MAX_PATH_CHARS:
+        raise UnsafePathError(f"path is longer than {_MAX_PATH_CHARS} characters")
+    if any(ord(char) < 0x20 or char == "\x7f" for char in user_path):
+        # CR/LF in a name ends up in headers and log lines (header and log injection).
+        raise UnsafePathError(f"path contains a control character: {user_path!r}")
+    try:
+        os.fsencode(user_path)
+    except UnicodeEncodeError:
+        # Lone surrogates cannot name a file; without this the OS call fails with a
+        # UnicodeEncodeError the callers do not expect.
+        raise UnsafePathError(f"path is not valid text for this file system: {user_path!r}") from None
+    if _ON_WINDOWS and ":" in user_path:
+        # "x.png:stream" opens an NTFS alternate data stream.
+        raise UnsafePathError(f"':' is not allowed in paths on Windows: {user_path!r}")
+    _check_compatibility_folding(user_path)
+
+
+def _check_compatibility_folding(user_path: str) -> None:
+    """Refuse characters that NFKC folds into '/', '\\', ':' or a dots-only component.
+
+    Fullwidth dots and slashes ("．．／") are plain characters to POSIX, but Windows "best fit"
+    code-page conversion and any later NFKC normalisation turn them into "../".
+    """
+    folded = unicodedata.normalize("NFKC", user_path)
+    if folded == user_path:
+        return
+    if any(folded.count(char) != user_path.count(char) for char in "/\\:"):
+        raise UnsafePathError(f"path contains characters that fold into path separators: {user_path!r}")
+    for raw, fold in zip(_SEPARATORS.split(user_path), _SEPARATORS.split(folded), strict=True):
+        if raw != fold and fold and set(fold) <= {".", " "}:
+            raise UnsafePathError(f"path contains characters that fold into '..': {user_path!r}")
+
+
+def _check_components(normalised: str, user_path: str) -> None:
+    """Refuse components Windows would silently rewrite into another name."""
+    for part in normalised.split("/"):
+        if part in ("", ".", ".."):
+            continue  # resolved (and contained) by realpath below
+        if part[-1] in ". ":
+            # Windows strips trailing dots and spaces: "x.py." is written as "x.py", and
+            # ".. " or "...." would walk upwards.
+            raise UnsafePathError(f"path component {part!r} ends with a dot or a space: {user_path!r}")
+        if part.split(".", 1)[0].rstrip(" ").lower() in _WINDOWS_DEVICE_NAMES:
+            raise UnsafePathError(f"path component {part!r} is a reserved Windows device name: {user_path!r}")
+
+
+def _check_fully_resolved(real_root: str, candidate: str, user_path: str) -> None:
+    """Refuse a result that still goes through a symlink or contains "..".
+
+    os.path.realpath gives up at a symlink loop and returns the rest of the path unresolved
+    and lexically normalised, so "loop/../link_to_etc/passwd" came back as
+    "<root>/link_to_etc/passwd": inside the root on paper, outside it once opened.
+    """
+    relative = os.path.relpath(candidate, real_root)
+    if relative == ".":
+        return
+    current = real_root
+    for part in relative.split(os.sep):
+        if part == "..":
+            raise UnsafePathError(f"path leaves its folder: {user_path!r}")
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except OSError:
+            return  # the rest does not exist yet (an upload target); nothing left to follow
+        if stat.S_ISLNK(mode):
+            raise UnsafePathError(f"path goes through a symlink that cannot be resolved (a loop?): {user_path!r}")
+
+
 def split_annotated_name(name: str, default_type: str = "input") -> tuple[str, str]:
-    """Split ComfyUI's annotated file names ("x.png [output]") into (name, folder type)."""
+    """Split ComfyUI's annotated file names ("x.png [output]") into (name, folder type).
+
+    Only the type is decided here; the name still goes through `resolve_under`.
+    """
+    if not isinstance(name, str):
+        raise UnsafePathError(f"expected a file name string, got {type(name).__name__}")
     for folder_type in ("input", "output", "temp"):
         suffix = f" [{folder_type}]"
         if name.endswith(suffix):

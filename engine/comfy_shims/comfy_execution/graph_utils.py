@@ -1,0 +1,8 @@
+"""`comfy_execution.graph_utils` stand-in: Flowmill's GraphBuilder, `is_link` and ExecutionBlocker."""
+
+from __future__ import annotations
+
+from engine.graph_builder import GraphBuilder, Node, is_link
+from engine.spec import ExecutionBlocker
+
+__all__ = ["ExecutionBlocker", "GraphBuilder", "Node", "is_link"]

@@ -1,0 +1,506 @@
+"""The executor: runs a validated prompt lazily from its output nodes.
+
+Pull-based: only what a requested output needs runs, and a lazy input nobody asks for never
+runs. Cache keys are Merkle digests (engine/keys.py), computed once per node per run, so an
+unchanged re-queue executes nothing and a changed widget re-runs only its node and what
+depends on it. Async node functions run as tasks, so independent ones overlap. A node may
+return a subgraph to splice in (expansion), or an ExecutionBlocker. Interrupts are checked
+before every node and at every progress point; a failing node (out-of-memory included)
+ends the run with an `ExecutionFailed` event that names it, and the executor is ready for
+the next prompt.
+
+The executor knows nothing of sockets or HTTP: it reports to an `EventSink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import math
+import os
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
+
+import torch
+
+from engine.cache import OutputCache
+from engine.context import CURRENT_NODE_CONTEXT, Interrupted, InterruptFlag, NodeContext
+from engine.events import (
+    EventSink,
+    ExecutionFailed,
+    ExecutionInterrupted,
+    ExecutionStarted,
+    ExecutionSucceeded,
+    NodeFinished,
+    NodePreview,
+    NodeProgress,
+    NodesCached,
+    NodeStarted,
+    discard_events,
+)
+from engine.keys import DependencyCycleError, links_of, node_key, post_order
+from engine.node_call import describe_value, find_blocker, merge_results, slice_calls
+from engine.paths import Folders
+from engine.registry import NodeRegistry
+from engine.scheduler import Schedule
+from engine.spec import ExecutionBlocker, NodeHooks, NodeOutput, NodeSpec
+from engine.validation import is_link
+
+_HIDDEN_UNIQUE_ID, _HIDDEN_PROMPT, _HIDDEN_EXTRA, _HIDDEN_DYNPROMPT = "UNIQUE_ID", "PROMPT", "EXTRA_PNGINFO", "DYNPROMPT"
+OOM_HINT = (
+    "This node ran out of memory. Cached outputs were moved off the device; try a smaller batch or "
+    "resolution, or start Flowmill with --cache none."
+)
+
+
+@dataclass
+class RunRequest:
+    """A validated prompt to run: `prompt` is the normalised API graph, `outputs` the nodes to produce."""
+
+    prompt_id: str
+    prompt: dict[str, dict[str, Any]]
+    outputs: list[str]
+    extra_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    status: Literal["success", "error", "interrupted"]
+    outputs: dict[str, dict[str, Any]]  # node id -> ui dict, as in history "outputs"
+    meta: dict[str, dict[str, Any]]
+    executed: list[str]
+    failure: ExecutionFailed | ExecutionInterrupted | None = None
+    values: dict[str, list[list[Any]]] = field(default_factory=dict)
+
+
+class _NodeFailure(Exception):
+    """Wraps an exception raised by a node, with the node it came from."""
+
+    def __init__(self, node_id: str, error: BaseException, inputs: Mapping[str, Any] | None = None) -> None:
+        super().__init__(str(error))
+        self.node_id = node_id
+        self.error = error
+        self.inputs = dict(inputs or {})
+
+
+@dataclass
+class _Run:
+    """The state of one run; discarded when the run ends."""
+
+    request: RunRequest
+    sink: EventSink
+    interrupt: InterruptFlag
+    nodes: dict[str, dict[str, Any]]
+    schedule: Schedule
+    salt: bytes = field(default_factory=lambda: os.urandom(16))
+    display: dict[str, str] = field(default_factory=dict)
+    parent: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, bytes] = field(default_factory=dict)
+    values: dict[str, list[list[Any]]] = field(default_factory=dict)
+    ui: dict[str, dict[str, Any]] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+    started: set[str] = field(default_factory=set)
+    expanded: dict[str, list[Any]] = field(default_factory=dict)
+    tasks: dict[asyncio.Task, str] = field(default_factory=dict)
+
+    @property
+    def prompt_id(self) -> str:
+        return self.request.prompt_id
+
+
+class Executor:
+    def __init__(self, registry: NodeRegistry, cache: OutputCache, folders: Folders,
+                 device: torch.device | None = None) -> None:
+        self.registry = registry
+        self.cache = cache
+        self.folders = folders
+        self.device = device or torch.device("cpu")
+        self._instances: dict[tuple[str, str], NodeHooks] = {}
+
+    def run(self, request: RunRequest, sink: EventSink = discard_events,
+            interrupt: InterruptFlag | None = None) -> RunResult:
+        """Run a prompt to completion on the calling thread (the worker's); never raises for node errors."""
+        return asyncio.run(self.run_async(request, sink, interrupt or InterruptFlag()))
+
+    def free(self, *, free_memory: bool) -> None:
+        """Drop cached outputs (and node instances) when asked to free memory; collect garbage."""
+        if free_memory:
+            self.cache.clear()
+            self._instances.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    async def run_async(self, request: RunRequest, sink: EventSink, interrupt: InterruptFlag) -> RunResult:
+        run = _Run(request, sink, interrupt, dict(request.prompt), Schedule(request.outputs))
+        run.display = {node_id: node_id for node_id in run.nodes}
+        sink(ExecutionStarted(run.prompt_id, int(time.time() * 1000)))
+        self.cache.begin_run()
+        try:
+            await self._assign_keys(run, request.outputs)
+            sink(NodesCached(run.prompt_id, [node_id for node_id in run.nodes
+                                              if node_id in run.keys and run.keys[node_id] in self.cache]))
+            self._request(run, request.outputs)
+            await self._drain(run)
+        except _NodeFailure as failure:
+            return self._failed(run, failure)
+        except Interrupted:
+            return self._interrupted(run, None)
+        finally:
+            await self._cancel_tasks(run)
+            self.cache.end_run(run.keys.values())
+            self._instances = {key: hooks for key, hooks in self._instances.items() if key[0] in run.nodes}
+        sink(ExecutionSucceeded(run.prompt_id, int(time.time() * 1000)))
+        return RunResult("success", self._history_outputs(run), self._meta(run), run.executed, None, run.values)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    async def _assign_keys(self, run: _Run, roots: list[str]) -> None:
+        order = post_order(run.nodes, roots, run.keys)
+        for node_id in order:
+            node = run.nodes[node_id]
+            spec = self._spec(run, node_id)
+            fingerprint = await self._fingerprint(run, node_id, spec) if spec.has_fingerprint else None
+            run.keys[node_id] = node_key(node_id, node, spec, run.keys, fingerprint, run.salt)
+
+    async def _fingerprint(self, run: _Run, node_id: str, spec: NodeSpec) -> Any:
+        """ComfyUI's IS_CHANGED: constant inputs only (links arrive as None); errors mean NaN."""
+        hooks = self._hooks(spec, node_id)
+        if hooks.fingerprint is None:
+            return None
+        inputs = {name: (None if is_link(value) else value)
+                  for name, value in (run.nodes[node_id].get("inputs") or {}).items()}
+        args = [self._context(run, node_id)] if hooks.wants_context else []
+        try:
+            value = hooks.fingerprint(*args, **inputs)
+            return await value if inspect.isawaitable(value) else value
+        except Exception:  # a broken fingerprint must not break the run: treat as "changed"
+            return math.nan
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def _request(self, run: _Run, roots: list[str]) -> None:
+        """Add `roots` and everything they need now to the run, serving hits from the cache."""
+        stack = list(roots)
+        while stack:
+            node_id = stack.pop()
+            if node_id in run.schedule.requested:
+                continue
+            run.schedule.requested.add(node_id)
+            if self._serve_from_cache(run, node_id):
+                continue
+            spec = self._spec(run, node_id)
+            sources = [source for name, source, _ in links_of(run.nodes[node_id])
+                       if not self._is_lazy(spec, name)]
+            stack.extend(source for source in sources if source not in run.schedule.requested)
+            run.schedule.wait_for(node_id, sources)
+
+    def _serve_from_cache(self, run: _Run, node_id: str) -> bool:
+        entry = self.cache.get(run.keys[node_id])
+        if entry is None:
+            return False
+        run.values[node_id] = entry.outputs
+        if entry.ui is not None:
+            run.ui[node_id] = entry.ui
+        if self._spec(run, node_id).output_node:
+            run.sink(NodeFinished(run.prompt_id, node_id, run.display[node_id], entry.ui, cached=True))
+        run.schedule.mark_available(node_id)
+        return True
+
+    async def _drain(self, run: _Run) -> None:
+        while True:
+            if run.interrupt.is_set():
+                raise Interrupted(f"prompt {run.prompt_id} was interrupted")
+            node_id = run.schedule.pop_ready()
+            if node_id is not None:
+                await self._execute(run, node_id)
+                continue
+            if not run.tasks:
+                break
+            done, _ = await asyncio.wait(run.tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                node_id = run.tasks.pop(task)
+                error = task.exception()
+                if isinstance(error, _NodeFailure):
+                    raise error
+                if error is not None:
+                    raise _NodeFailure(node_id, error)
+                await self._complete(run, node_id, task.result())
+        stalled = run.schedule.stalled()
+        if stalled:
+            blamed = next((node_id for node_id in stalled if node_id in run.parent), stalled[0])
+            raise _NodeFailure(blamed, DependencyCycleError(stalled))
+
+    # -- one node ---------------------------------------------------------------------------
+
+    async def _execute(self, run: _Run, node_id: str) -> None:
+        if node_id in run.expanded:
+            self._finish_expansion(run, node_id)
+            return
+        spec = self._spec(run, node_id)
+        hooks = self._hooks(spec, node_id)
+        if node_id not in run.started:
+            run.started.add(node_id)
+            run.sink(NodeStarted(run.prompt_id, node_id, run.display[node_id]))
+        inputs = self._gather(run, node_id, spec)
+        try:
+            if hooks.check_lazy is not None and any(item.lazy for item in spec.inputs):
+                if await self._wait_for_lazy(run, node_id, spec, hooks, inputs):
+                    return
+            calls = slice_calls(spec, inputs)
+            results = [self._call(run, node_id, spec, hooks, arguments) for arguments in calls]
+        except _NodeFailure:
+            raise
+        except Exception as error:  # Interrupted included: the failure names the node it stopped
+            raise _NodeFailure(node_id, error, inputs) from error
+        if any(inspect.isawaitable(result) for result in results):
+            task = asyncio.ensure_future(self._await_all(node_id, results, inputs))
+            run.tasks[task] = node_id
+            return
+        await self._complete(run, node_id, results)
+
+    def _gather(self, run: _Run, node_id: str, spec: NodeSpec) -> dict[str, list[Any]]:
+        """Each input as a list of items; lazy inputs not yet evaluated are [None]."""
+        raw = run.nodes[node_id].get("inputs") or {}
+        inputs: dict[str, list[Any]] = {}
+        for item in spec.inputs:
+            if item.kind == "hidden":
+                inputs[item.name] = [self._hidden_value(run, node_id, item.type)]
+            elif item.name in raw:
+                value = raw[item.name]
+                if is_link(value):
+                    source, slot = str(value[0]), value[1]
+                    inputs[item.name] = run.values[source][slot] if source in run.values else [None]
+                else:
+                    inputs[item.name] = [value]
+        return inputs
+
+    def _hidden_value(self, run: _Run, node_id: str, kind: str) -> Any:
+        if kind == _HIDDEN_UNIQUE_ID:
+            return node_id
+        if kind == _HIDDEN_PROMPT:
+            return run.request.prompt
+        if kind == _HIDDEN_EXTRA:
+            return run.request.extra_data.get("extra_pnginfo")
+        if kind == _HIDDEN_DYNPROMPT:
+            return run.nodes
+        return None
+
+    async def _wait_for_lazy(self, run: _Run, node_id: str, spec: NodeSpec, hooks: NodeHooks,
+                             inputs: dict[str, list[Any]]) -> bool:
+        """Ask the node which lazy inputs it needs; request the missing ones. True if it must wait."""
+        args = [self._context(run, node_id)] if hooks.wants_context else []
+        needed: set[str] = set()
+        for arguments in slice_calls(spec, inputs):
+            names = hooks.check_lazy(*args, **arguments)
+            names = await names if inspect.isawaitable(names) else names
+            needed.update(names or ())
+        raw = run.nodes[node_id].get("inputs") or {}
+        sources = [str(raw[name][0]) for name in sorted(needed)
+                   if name in raw and is_link(raw[name]) and str(raw[name][0]) not in run.values]
+        if not sources:
+            return False
+        self._request(run, sources)
+        run.schedule.wait_for(node_id, sources)
+        return True
+
+    def _call(self, run: _Run, node_id: str, spec: NodeSpec, hooks: NodeHooks, arguments: dict[str, Any]) -> Any:
+        blocker = find_blocker(spec, arguments)
+        if blocker is not None:
+            return self._apply_blocker(run, node_id, spec, blocker)
+        context = self._context(run, node_id)
+        args = [context] if hooks.wants_context else []
+        token = CURRENT_NODE_CONTEXT.set(context)
+        try:
+            result = hooks.run(*args, **arguments)
+            if inspect.isawaitable(result):
+                # The task copies the current context now, so shims inside it see this node.
+                return asyncio.ensure_future(result)
+            return result
+        finally:
+            CURRENT_NODE_CONTEXT.reset(token)
+
+    def _apply_blocker(self, run: _Run, node_id: str, spec: NodeSpec, blocker: ExecutionBlocker) -> ExecutionBlocker:
+        """A blocked call: report a message once (as an error event), then block silently downstream."""
+        if blocker.message is not None:
+            run.sink(ExecutionFailed(run.prompt_id, node_id, spec.id, list(run.executed),
+                                     f"Execution Blocked: {blocker.message}", "ExecutionBlocked", []))
+            return ExecutionBlocker(None)
+        return blocker
+
+    async def _await_all(self, node_id: str, results: list[Any], inputs: dict[str, list[Any]]) -> list[Any]:
+        try:
+            return [await result if inspect.isawaitable(result) else result for result in results]
+        except _NodeFailure:
+            raise
+        except Exception as error:
+            raise _NodeFailure(node_id, error, inputs) from error
+
+    async def _complete(self, run: _Run, node_id: str, results: list[Any]) -> None:
+        spec = self._spec(run, node_id)
+        try:
+            if any(isinstance(result, NodeOutput) and result.expand for result in results):
+                await self._expand(run, node_id, results)
+                return
+            outputs, ui = merge_results(spec, results)
+        except _NodeFailure:
+            raise
+        except Exception as error:
+            raise _NodeFailure(node_id, error) from error
+        self._store(run, node_id, outputs, ui)
+
+    def _store(self, run: _Run, node_id: str, outputs: list[list[Any]], ui: dict[str, Any] | None) -> None:
+        run.values[node_id] = outputs
+        if ui is not None:
+            run.ui[node_id] = ui
+        run.executed.append(node_id)
+        self.cache.put(run.keys[node_id], outputs, ui)
+        run.sink(NodeFinished(run.prompt_id, node_id, run.display[node_id], ui))
+        run.schedule.mark_available(node_id)
+
+    # -- expansion --------------------------------------------------------------------------
+
+    async def _expand(self, run: _Run, node_id: str, results: list[Any]) -> None:
+        """Splice each call's subgraph into the run; the node finishes once its result links resolve."""
+        pending: list[Any] = []
+        new_nodes: list[str] = []
+        for call_index, result in enumerate(results):
+            if not (isinstance(result, NodeOutput) and result.expand):
+                pending.append(result)
+                continue
+            renamed = self._splice(run, node_id, call_index, result.expand)
+            new_nodes.extend(renamed.values())
+            values = tuple([renamed.get(str(value[0]), str(value[0])), value[1]] if is_link(value) else value
+                           for value in result.values)
+            pending.append(NodeOutput(values=values, ui=result.ui))
+        run.expanded[node_id] = pending
+        await self._assign_keys(run, new_nodes)
+        sources = sorted({str(value[0]) for result in pending if isinstance(result, NodeOutput)
+                          for value in result.values if is_link(value)})
+        new_outputs = [new_id for new_id in new_nodes if self._spec(run, new_id).output_node]
+        self._request(run, sources + new_outputs)
+        run.schedule.wait_for(node_id, sources)
+
+    def _splice(self, run: _Run, parent: str, call_index: int, graph: Mapping[str, Any]) -> dict[str, str]:
+        renamed = {str(local): f"{parent}.{call_index}.{local}" for local in graph}
+        for local, node in graph.items():
+            class_type = node.get("class_type")
+            if class_type not in self.registry:
+                raise _NodeFailure(parent, ValueError(f"expansion created node {local!r} of unknown type "
+                                                      f"{class_type!r}"))
+            inputs = {name: ([renamed.get(str(value[0]), str(value[0])), value[1]] if is_link(value) else value)
+                      for name, value in (node.get("inputs") or {}).items()}
+            new_id = renamed[str(local)]
+            for source in (value[0] for value in inputs.values() if is_link(value)):
+                if source not in run.nodes and source not in renamed.values():
+                    raise _NodeFailure(parent, ValueError(f"expansion node {local!r} links to unknown node {source!r}"))
+            run.nodes[new_id] = {"class_type": class_type, "inputs": inputs}
+            run.parent[new_id] = parent
+            run.display[new_id] = str(node.get("override_display_id") or run.display[parent])
+        return renamed
+
+    def _finish_expansion(self, run: _Run, node_id: str) -> None:
+        spec = self._spec(run, node_id)
+        resolved = []
+        for result in run.expanded.pop(node_id):
+            if not isinstance(result, NodeOutput):
+                resolved.append(result)
+                continue
+            values = tuple(self._resolve_link(run, value) if is_link(value) else value for value in result.values)
+            resolved.append(NodeOutput(values=values, ui=result.ui))
+        outputs, ui = merge_results(spec, resolved)
+        self._store(run, node_id, outputs, ui)
+
+    def _resolve_link(self, run: _Run, link: list[Any]) -> Any:
+        items = run.values[str(link[0])][link[1]]
+        return items[0] if len(items) == 1 else items
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _spec(self, run: _Run, node_id: str) -> NodeSpec:
+        spec = self.registry.get(run.nodes[node_id]["class_type"])
+        if spec is None:
+            raise _NodeFailure(node_id, KeyError(f"unknown node type {run.nodes[node_id]['class_type']!r}"))
+        return spec
+
+    def _hooks(self, spec: NodeSpec, node_id: str) -> NodeHooks:
+        if not spec.keeps_instance:
+            return spec.make_hooks()
+        key = (node_id, spec.id)
+        if key not in self._instances:
+            self._instances[key] = spec.make_hooks()
+        return self._instances[key]
+
+    @staticmethod
+    def _is_lazy(spec: NodeSpec, name: str) -> bool:
+        item = spec.input(name)
+        return item is not None and item.lazy
+
+    def _context(self, run: _Run, node_id: str) -> NodeContext:
+        return NodeContext(
+            node_id=node_id,
+            display_node_id=run.display.get(node_id, node_id),
+            prompt_id=run.prompt_id,
+            folders=self.folders,
+            device=self.device,
+            prompt=run.request.prompt,
+            extra_pnginfo=run.request.extra_data.get("extra_pnginfo"),
+            interrupt=run.interrupt,
+            report=partial(self._report, run, node_id),
+        )
+
+    def _report(self, run: _Run, node_id: str, value: float, total: float, preview: Any) -> None:
+        display = run.display.get(node_id, node_id)
+        run.sink(NodeProgress(run.prompt_id, node_id, display, value, total))
+        if preview is not None:
+            run.sink(NodePreview(run.prompt_id, node_id, display, preview))
+
+    async def _cancel_tasks(self, run: _Run) -> None:
+        for task in run.tasks:
+            task.cancel()
+        if run.tasks:
+            await asyncio.gather(*run.tasks, return_exceptions=True)
+        run.tasks.clear()
+
+    def _history_outputs(self, run: _Run) -> dict[str, dict[str, Any]]:
+        return {node_id: ui for node_id, ui in run.ui.items() if node_id in run.schedule.requested}
+
+    def _meta(self, run: _Run) -> dict[str, dict[str, Any]]:
+        return {node_id: {"node_id": node_id, "display_node": run.display.get(node_id, node_id),
+                          "parent_node": run.parent.get(node_id), "real_node_id": node_id}
+                for node_id in self._history_outputs(run)}
+
+    def _failed(self, run: _Run, failure: _NodeFailure) -> RunResult:
+        if isinstance(failure.error, Interrupted):
+            return self._interrupted(run, failure.node_id)
+        error = failure.error
+        message = str(error)
+        if isinstance(error, torch.OutOfMemoryError):
+            self.cache.offload_device_entries()
+            self.free(free_memory=False)
+            message = f"{message}\n{OOM_HINT}"
+        node = run.nodes.get(failure.node_id, {})
+        event = ExecutionFailed(
+            prompt_id=run.prompt_id,
+            node_id=failure.node_id,
+            node_type=node.get("class_type", ""),
+            executed=list(run.executed),
+            exception_message=message,
+            exception_type=f"{type(error).__module__}.{type(error).__qualname__}".removeprefix("builtins."),
+            traceback=traceback.format_exception(type(error), error, error.__traceback__),
+            current_inputs={name: [describe_value(item) for item in items] for name, items in failure.inputs.items()},
+            current_outputs={node_id: [] for node_id in run.values},
+        )
+        run.sink(event)
+        return RunResult("error", self._history_outputs(run), self._meta(run), run.executed, event)
+
+    def _interrupted(self, run: _Run, node_id: str | None) -> RunResult:
+        node_type = run.nodes[node_id]["class_type"] if node_id in run.nodes else None
+        event = ExecutionInterrupted(run.prompt_id, node_id, node_type, list(run.executed))
+        run.sink(event)
+        return RunResult("interrupted", self._history_outputs(run), self._meta(run), run.executed, event)
