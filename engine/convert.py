@@ -26,10 +26,8 @@ CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
 _SCALAR_WIDGETS = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN"})
 _REROUTES = frozenset({"Reroute", "Reroute (rgthree)"})
 # Frontend-only nodes that never reach the server; skipped when object_info lacks them.
-_FRONTEND_ONLY = frozenset(
-    {"Note", "MarkdownNote", "Label (rgthree)", "Bookmark (rgthree)", "Fast Groups Muter (rgthree)",
-     "Fast Groups Bypasser (rgthree)", "Fast Muter (rgthree)", "Fast Bypasser (rgthree)"}
-)
+_FRONTEND_ONLY = frozenset({"Note", "MarkdownNote", "Label (rgthree)", "Bookmark (rgthree)", "Fast Muter (rgthree)",
+                            "Fast Bypasser (rgthree)", "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)"})
 
 
 class ConversionError(ValueError):
@@ -38,8 +36,7 @@ class ConversionError(ValueError):
 
 @dataclass(frozen=True)
 class _Ref:
-    """An input's source: output `slot` of node `node`, or with `via_input` input `slot` of
-    the subgraph instance `node` (a link that starts at a subgraph's input node)."""
+    """Output `slot` of `node`; with `via_input`, input `slot` of subgraph instance `node`."""
 
     node: str
     slot: int
@@ -68,7 +65,12 @@ class _Node:
 
     @property
     def mode(self) -> int:
-        return int(self.raw.get("mode") or 0)
+        return _mode(self.raw)
+
+
+def _mode(raw: Mapping[str, Any]) -> int:
+    mode = raw.get("mode")
+    return mode if isinstance(mode, int) else 0
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,7 @@ class _Link:
     target_slot: int
 
 
-Resolved = _Ref | _Literal | None
-
-
-# ---------------------------------------------------------------- detection and loading
+_Resolved = _Ref | _Literal | None
 
 
 def is_ui_workflow(data: Any) -> bool:
@@ -111,13 +110,15 @@ def load_workflow(data: Mapping[str, Any], object_info: Mapping[str, Mapping[str
     if is_ui_workflow(data):
         return ui_to_api(data, object_info)
     if is_api_prompt(data):
-        return {str(key): _normalise_api_node(node) for key, node in data.items()}
+        return {str(key): _normalise_api_node(str(key), node) for key, node in data.items()}
     raise ConversionError("the data is neither a UI workflow (nodes/links) nor an API prompt (class_type per node)")
 
 
-def _normalise_api_node(node: Mapping[str, Any]) -> dict[str, Any]:
+def _normalise_api_node(node_id: str, node: Mapping[str, Any]) -> dict[str, Any]:
     normalised = {key: copy.deepcopy(value) for key, value in node.items() if key != "inputs"}
     inputs = node.get("inputs") or {}
+    if not isinstance(inputs, Mapping):
+        raise ConversionError(f"node {node_id} ({node['class_type']!r}): 'inputs' must be an object")
     normalised["inputs"] = {name: _normalise_value(value) for name, value in inputs.items()}
     return normalised
 
@@ -130,20 +131,19 @@ def _normalise_value(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-# ---------------------------------------------------------------- flattening
-
-
 def ui_to_api(workflow: Mapping[str, Any], object_info: Mapping[str, Mapping[str, Any]]) -> dict[str, dict]:
     """Convert a UI workflow (v0.4 or v1, subgraphs included) into an API prompt."""
     if not isinstance(workflow, Mapping) or not isinstance(workflow.get("nodes"), list):
         raise ConversionError("a UI workflow needs a 'nodes' list")
-    definitions = _collect_subgraphs(workflow)
     flat: dict[str, _Node] = {}
-    _flatten(workflow, definitions, object_info, flat, _Scope("", None, False, ()))
     prompt: dict[str, dict] = {}
-    for node in flat.values():
-        if node.kind == "real" and not node.hidden and node.mode not in (MUTED, BYPASSED):
-            prompt[node.id] = _api_node(flat, node, object_info.get(str(node.raw.get("type"))))
+    try:
+        _flatten(workflow, _collect_subgraphs(workflow), object_info, flat, _Scope("", None, False, ()))
+        for node in flat.values():
+            if node.kind == "real" and not node.hidden and node.mode not in (MUTED, BYPASSED):
+                prompt[node.id] = _api_node(flat, node, object_info.get(node.raw["type"]))
+    except RecursionError:  # thousands of chained reroutes or nested subgraphs: refuse, don't crash
+        raise ConversionError("the workflow nests links or subgraphs too deeply to convert") from None
     # As in the frontend: a link into a node that is not sent (muted, skipped) is removed.
     for api_node in prompt.values():
         inputs = api_node["inputs"]
@@ -177,10 +177,11 @@ def _parse_link(item: Any) -> tuple[Any, _Link]:
         fields = list(item[:5])
     else:
         raise ConversionError(f"malformed link {item!r}")
-    if any(field is None for field in fields):
-        raise ConversionError(f"malformed link {item!r}")
     link_id, origin, origin_slot, target, target_slot = fields
-    return link_id, _Link(str(origin), int(origin_slot), str(target), int(target_slot))
+    try:  # slot indices may be saved as numeric strings
+        return link_id, _Link(str(origin), int(origin_slot), str(target), int(target_slot))
+    except (TypeError, ValueError):
+        raise ConversionError(f"malformed link {item!r}") from None
 
 
 def _flatten(graph: Mapping[str, Any], definitions: Mapping[str, Mapping[str, Any]],
@@ -203,8 +204,8 @@ def _flatten(graph: Mapping[str, Any], definitions: Mapping[str, Mapping[str, An
             raise ConversionError(f"node {node_id}: subgraph {raw['type']!r} contains itself")
         outputs = _subgraph_outputs(node_id, definition)
         flat[node_id] = _Node(node_id, raw, kind, inputs, outputs, scope.hidden)
-        inner = _Scope(node_id + ":", node_id, scope.hidden or int(raw.get("mode") or 0) in (MUTED, BYPASSED),
-                       scope.stack + (raw["type"],))
+        hidden = scope.hidden or _mode(raw) in (MUTED, BYPASSED)
+        inner = _Scope(node_id + ":", node_id, hidden, scope.stack + (raw["type"],))
         _flatten(definition, definitions, object_info, flat, inner)
 
 
@@ -228,7 +229,9 @@ def _node_kind(node_id: str, node_type: str, definitions: Mapping[str, Any], obj
 
 def _input_ref(node_id: str, raw: Mapping[str, Any], entry: Mapping[str, Any], links: Mapping[Any, _Link],
                local_ids: set[str], scope: _Scope) -> _Ref | None:
-    link_id = entry.get("link") if isinstance(entry, Mapping) else None
+    if not isinstance(entry, Mapping):
+        raise ConversionError(f"node {node_id} ({raw['type']!r}) has a malformed input entry {entry!r}")
+    link_id = entry.get("link")
     if link_id is None:
         return None
     where = f"node {node_id} ({raw['type']!r}) input {entry.get('name')!r}"
@@ -247,48 +250,43 @@ def _input_ref(node_id: str, raw: Mapping[str, Any], entry: Mapping[str, Any], l
 def _subgraph_outputs(node_id: str, definition: Mapping[str, Any]) -> tuple[_Ref | None, ...]:
     count = len(definition.get("outputs") or [])
     sources: list[_Ref | None] = [None] * count
+    inner_ids = {str(raw.get("id")) for raw in definition.get("nodes") or [] if isinstance(raw, Mapping)}
     for item in definition.get("links") or []:
         _, link = _parse_link(item)
-        if link.target == SUBGRAPH_OUTPUT_ID and 0 <= link.target_slot < count:
-            via_input = link.origin == SUBGRAPH_INPUT_ID
-            origin = node_id if via_input else f"{node_id}:{link.origin}"
-            sources[link.target_slot] = _Ref(origin, link.origin_slot, via_input)
+        if link.target != SUBGRAPH_OUTPUT_ID or not 0 <= link.target_slot < count:
+            continue
+        via_input = link.origin == SUBGRAPH_INPUT_ID
+        if not via_input and link.origin not in inner_ids:
+            raise ConversionError(f"node {node_id}: its subgraph output comes from missing node {link.origin}")
+        origin = node_id if via_input else f"{node_id}:{link.origin}"
+        sources[link.target_slot] = _Ref(origin, link.origin_slot, via_input)
     return tuple(sources)
 
 
-# ---------------------------------------------------------------- link resolution
-
-
-def _lookup(flat: Mapping[str, _Node], ref: _Ref, user: _Node) -> _Node:
-    node = flat.get(ref.node)
-    if node is None:
-        raise ConversionError(f"{user.label}: its source node {ref.node} does not exist")
-    return node
+def _visit(seen: frozenset[tuple[str, str, int]], node: _Node, side: str, slot: int) -> frozenset:
+    if (node.id, side, slot) in seen:
+        raise ConversionError(f"{node.label}: its links form a loop through virtual or bypassed nodes")
+    return seen | {(node.id, side, slot)}
 
 
 def _resolve_input(flat: Mapping[str, _Node], node: _Node, slot: int, want: str | None,
-                   seen: frozenset[tuple[str, str, int]]) -> Resolved:
+                   seen: frozenset[tuple[str, str, int]]) -> _Resolved:
     """What feeds input `slot` of `node`; `want` is the type the final consumer expects."""
-    key = (node.id, "in", slot)
-    if key in seen:
-        raise ConversionError(f"{node.label}: its links form a loop through virtual or bypassed nodes")
-    entries = node.raw.get("inputs") or []
+    seen = _visit(seen, node, "in", slot)
     ref = node.inputs[slot] if 0 <= slot < len(node.inputs) else None
     if ref is None:
         return _instance_widget(node, slot) if node.kind == "subgraph" else None
-    want = want or str(entries[slot].get("type") or "*")
-    source = _lookup(flat, ref, node)
+    source = flat[ref.node]  # every _Ref was checked against its graph while flattening
     if ref.via_input:
-        return _resolve_input(flat, source, ref.slot, None, seen | {key})
-    return _resolve_output(flat, source, ref.slot, want, seen | {key})
+        return _resolve_input(flat, source, ref.slot, None, seen)
+    want = want or str(node.raw["inputs"][slot].get("type") or "*")
+    return _resolve_output(flat, source, ref.slot, want, seen)
 
 
 def _resolve_output(flat: Mapping[str, _Node], node: _Node, slot: int, want: str,
-                    seen: frozenset[tuple[str, str, int]]) -> Resolved:
-    key = (node.id, "out", slot)
-    if key in seen:
-        raise ConversionError(f"{node.label}: its links form a loop through virtual or bypassed nodes")
-    seen = seen | {key}
+                    seen: frozenset[tuple[str, str, int]]) -> _Resolved:
+    """What output `slot` of `node` really is once virtual and bypassed nodes are seen through."""
+    seen = _visit(seen, node, "out", slot)
     if node.kind == "primitive":  # the frontend writes its value into each target widget
         values = node.raw.get("widgets_values")
         return _Literal(values[0]) if isinstance(values, list) and values else None
@@ -301,7 +299,7 @@ def _resolve_output(flat: Mapping[str, _Node], node: _Node, slot: int, want: str
             return None
         if ref.via_input:
             return _resolve_input(flat, node, ref.slot, None, seen)
-        return _resolve_output(flat, _lookup(flat, ref, node), ref.slot, want, seen)
+        return _resolve_output(flat, flat[ref.node], ref.slot, want, seen)
     if node.kind == "reroute":
         return _resolve_input(flat, node, 0, want, seen) if node.inputs else None
     if node.kind == "virtual":
@@ -320,7 +318,8 @@ def _bypass_input(node: _Node, slot: int, want: str) -> int | None:
     at the same index when its type fits, else the first exact match, else the first fit."""
     types = [str(entry.get("type") or "*") for entry in node.raw.get("inputs") or []]
     outputs = node.raw.get("outputs") or []
-    made = str(outputs[slot].get("type") or "*") if 0 <= slot < len(outputs) else want
+    output = outputs[slot] if 0 <= slot < len(outputs) and isinstance(outputs[slot], Mapping) else {}
+    made = str(output.get("type") or want)
     if not types:
         return None
     if want in ("*", ""):
@@ -344,9 +343,6 @@ def _instance_widget(node: _Node, slot: int) -> _Literal | None:
     if isinstance(values, list) and slot in widget_slots and widget_slots.index(slot) < len(values):
         return _Literal(values[widget_slots.index(slot)])
     return None
-
-
-# ---------------------------------------------------------------- widgets and API nodes
 
 
 def _api_node(flat: Mapping[str, _Node], node: _Node, info: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -422,9 +418,10 @@ def _assign_positional(node: _Node, widgets: list[_Widget], values: list[Any]) -
         named[widget.name] = _wrap(values[index])
         index += 1
         needed = len(widgets) - position - 1
-        for extra in widget.extras:
-            if len(values) - index > needed and _looks_extra(values[index], extra):
-                index += 1
+        for extra in widget.extras:  # a missing control value means no filter value either
+            if len(values) - index <= needed or not _looks_extra(values[index], extra):
+                break
+            index += 1
     if index < len(values):
         raise ConversionError(
             f"{node.label}: {len(values)} widget values do not fit its {len(widgets)} widgets "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.context import NodeContext
+from engine.paths import Folders
 from engine.registry import ChoiceLister, NodeRegistry
 from engine.spec import InputSpec, NodeSpec
 from engine.types import types_compatible
@@ -209,6 +210,9 @@ class _PromptValidator:
         arguments = {name: value for name, value in constants.items() if takes_all or name in parameters}
         if spec.validate_wants_types:
             arguments["input_types"] = received_types
+        if hooks.wants_context and self.contexts is None:
+            return [request_error("exception_during_validation", "Exception when validating node",
+                                  f"{spec.id} validates with a context, but no folders were given")]
         args = [self.contexts(node_id)] if hooks.wants_context and self.contexts else []
         try:
             verdict = hooks.validate(*args, **arguments)
@@ -289,11 +293,17 @@ def validate_prompt(
     prompt: Any,
     registry: NodeRegistry,
     *,
-    choices: ChoiceLister,
+    folders: Folders | None = None,
+    choices: ChoiceLister | None = None,
     partial_targets: list[str] | None = None,
-    contexts: ContextFactory | None = None,
 ) -> ValidationResult:
-    """Validate an API-format prompt; see the module docstring for the semantics."""
+    """Validate an API-format prompt; see the module docstring for the semantics.
+
+    `folders` fills folder-backed combos and gives node hooks their context; `choices` may
+    override the combo listing (tests).
+    """
+    choices = choices or (folders.choices if folders else _no_choices)
+    contexts = _context_factory(folders) if folders else None
     if not isinstance(prompt, Mapping) or not prompt:
         error = request_error("invalid_prompt", "Prompt must be a non-empty object of nodes",
                               f"got {type(prompt).__name__}")
@@ -322,6 +332,15 @@ def validate_prompt(
         error = request_error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details)
         return ValidationResult(False, error, [], node_errors, validator.normalised)
     return ValidationResult(True, None, good, node_errors, validator.normalised)
+
+
+def _no_choices(source: str) -> list[str]:
+    return []
+
+
+def _context_factory(folders: Folders) -> ContextFactory:
+    """Contexts for hooks that run before execution (validate): folders only, no progress."""
+    return lambda node_id: NodeContext(node_id=node_id, display_node_id=node_id, prompt_id="", folders=folders)
 
 
 def _collect_node_errors(validator: _PromptValidator, failed_outputs: list[str]) -> dict[str, dict[str, Any]]:

@@ -47,7 +47,7 @@ class Harness:
 
     def run(self, prompt: dict, partial: list[str] | None = None, sink: Any = None,
             interrupt: InterruptFlag | None = None) -> Outcome:
-        checked = validate_prompt(prompt, self.registry, choices=self.folders.choices, partial_targets=partial)
+        checked = validate_prompt(prompt, self.registry, folders=self.folders, partial_targets=partial)
         assert checked.ok, (checked.error, checked.node_errors)
         events: list[Any] = []
 
@@ -273,7 +273,7 @@ def test_host_memory_budget_drops_entries_which_are_recomputed(folders: Folders)
     graph = {"a": image(size=16), "b": invert("a"), "c": invert("b"), "out": output("c")}  # 3 KiB per image
     harness.run(graph)
     assert harness.executor.cache.host_total <= 3000
-    graph["out2"] = output("c")  # a new consumer of an intermediate that no longer fits
+    graph["d"], graph["out2"] = invert("c"), output("d")  # a new consumer of an intermediate that no longer fits
     second = harness.run(graph)
     assert "c" in second.ran and "out" not in second.ran
     assert second.result.outputs["out2"] == second.result.outputs["out"]
@@ -282,8 +282,8 @@ def test_host_memory_budget_drops_entries_which_are_recomputed(folders: Folders)
 def test_unbounded_budget_keeps_intermediates(harness: Harness) -> None:
     graph = {"a": image(size=16), "b": invert("a"), "c": invert("b"), "out": output("c")}
     harness.run(graph)
-    graph["out2"] = output("c")
-    assert harness.run(graph).ran == ["out2"]
+    graph["d"], graph["out2"] = invert("c"), output("d")
+    assert sorted(harness.run(graph).ran) == ["d", "out2"]
 
 
 def test_folders_fixture_is_isolated(folders: Folders, tmp_path: Path) -> None:

@@ -1,0 +1,82 @@
+"""Builds the long-lived objects (folders, registry, cache, executor) from settings.
+
+This is the composition root shared by `python main.py` (serve), `main.py run` (headless)
+and the tests: nothing here is global, every object is built once and passed down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from engine.cache import CachePolicy, MemoryBudget, OutputCache
+from engine.executor import Executor
+from engine.paths import Folders
+from engine.registry import NodeRegistry
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the command line decides; defaults suit a fresh checkout."""
+
+    base_dir: Path = field(default_factory=lambda: Path.cwd())
+    models_dir: Path | None = None
+    input_dir: Path | None = None
+    output_dir: Path | None = None
+    temp_dir: Path | None = None
+    user_dir: Path | None = None
+    cache: CachePolicy = field(default_factory=CachePolicy)
+    force_cpu: bool = False
+    custom_nodes_dir: Path | None = None
+    safe_mode: bool = False
+    cache_device_gib: float = 4.0
+    cache_host_gib: float = 8.0
+
+    def folders(self) -> Folders:
+        defaults = Folders.under(self.base_dir)
+        return Folders(
+            models_dir=self.models_dir or defaults.models_dir,
+            input_dir=self.input_dir or defaults.input_dir,
+            output_dir=self.output_dir or defaults.output_dir,
+            temp_dir=self.temp_dir or defaults.temp_dir,
+            user_dir=self.user_dir or defaults.user_dir,
+        )
+
+    def device(self) -> torch.device:
+        if not self.force_cpu and torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    folders: Folders
+    device: torch.device
+    registry: NodeRegistry
+    executor: Executor
+
+
+def build_registry(settings: Settings) -> NodeRegistry:
+    """Flowmill's own nodes, then ComfyUI V1 packs from custom_nodes/ unless in safe mode."""
+    registry = NodeRegistry()
+    registry.discover("nodes")
+    if settings.custom_nodes_dir is not None and settings.custom_nodes_dir.is_dir():
+        from engine.comfy_v1 import load_custom_nodes
+
+        load_custom_nodes(registry, settings.custom_nodes_dir, enabled=not settings.safe_mode)
+    return registry
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    folders = settings.folders()
+    folders.create()
+    device = settings.device()
+    budget = MemoryBudget(device, int(settings.cache_device_gib * GIB), int(settings.cache_host_gib * GIB))
+    registry = build_registry(settings)
+    executor = Executor(registry, OutputCache(settings.cache, budget), folders, device)
+    return Runtime(settings, folders, device, registry, executor)

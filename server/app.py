@@ -1,0 +1,94 @@
+"""The aiohttp application factory and `serve`.
+
+`create_app` wires the runtime (registry, executor, folders) to ComfyUI's routes, each
+mounted both bare and under `/api`, behind the security middleware. A cleanup context
+recovers the persistent queue (a prompt that was running when the process died is marked
+interrupted, never silently re-run), starts the single worker thread, and on shutdown
+closes the websockets, stops the worker and closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from engine.media import remove_stale_temp_files
+from engine.runtime import Runtime
+from server.appkeys import HUB, RUNTIME, SECURITY, STORE, WEB_DIR, WORKER
+from server.file_routes import file_routes
+from server.routes import routes
+from server.security import RedactingAccessLogger, SecurityConfig, install_security
+from server.store import PromptStore
+from server.worker import EventBridge, PromptWorker
+from server.ws import SocketHub
+
+log = logging.getLogger(__name__)
+DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+DB_NAME = "flowmill-queue.sqlite3"
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    return await request.app[HUB].handle(request)
+
+
+def _add_routes(app: web.Application) -> None:
+    """Every route bare and under /api, as ComfyUI mounts them; static web files last."""
+    definitions = [*routes, *file_routes, web.get("/ws", websocket)]
+    for prefix in ("", "/api"):
+        for definition in definitions:
+            if isinstance(definition, web.RouteDef):
+                app.router.add_route(definition.method, prefix + definition.path, definition.handler)
+    if app[WEB_DIR].is_dir():
+        app.router.add_static("/", app[WEB_DIR], follow_symlinks=False)
+
+
+def create_app(runtime: Runtime, security: SecurityConfig, *, db_path: Path | None = None,
+               web_dir: Path = DEFAULT_WEB_DIR) -> web.Application:
+    app = web.Application(client_max_size=security.client_max_size)
+    install_security(app, security)
+    store = PromptStore(db_path or runtime.folders.user_dir / DB_NAME)
+    bridge = EventBridge()
+    worker = PromptWorker(runtime.executor, store, bridge)
+    hub = SocketHub({"max_upload_size": security.max_upload_size}, worker.catch_up, store.queue_remaining)
+    bridge.connect(hub.deliver)
+    app[RUNTIME], app[SECURITY], app[WEB_DIR] = runtime, security, web_dir
+    app[STORE], app[WORKER], app[HUB] = store, worker, hub
+    _add_routes(app)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    store, worker, folders = app[STORE], app[WORKER], app[RUNTIME].folders
+    for folder in (folders.input_dir, folders.output_dir, folders.temp_dir):
+        remove_stale_temp_files(folder)
+    recovered = store.recover_after_restart()
+    if recovered:
+        log.warning("marked %d prompt(s) interrupted: they were running when the server stopped", len(recovered))
+    worker.bridge.attach(asyncio.get_running_loop())
+    worker.start()
+    try:
+        yield
+    finally:
+        await app[HUB].close_all()
+        await asyncio.get_running_loop().run_in_executor(None, worker.stop)
+        store.close()
+
+
+def describe_bind(security: SecurityConfig) -> str:
+    hosts = ", ".join(f"http://{host if ':' not in host else f'[{host}]'}:{security.port}" for host in security.listen)
+    auth = "token required" if security.token else "no token (loopback only)" if not security.insecure_no_auth \
+        else "NO AUTHENTICATION on a non-loopback address"
+    return f"Flowmill serving on {hosts}; auth: {auth}"
+
+
+def serve(runtime: Runtime, security: SecurityConfig) -> None:
+    """Run the server until interrupted (blocking)."""
+    app = create_app(runtime, security)
+    print(describe_bind(security), flush=True)
+    web.run_app(app, host=list(security.listen), port=security.port, access_log_class=RedactingAccessLogger,
+                print=None)

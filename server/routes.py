@@ -1,0 +1,219 @@
+"""ComfyUI's prompt, queue, history and info routes (comfyui-compat.md §11), as top-level handlers.
+
+Every route here is also mounted under `/api` by the app factory. Handlers never block the
+loop: validation, SQLite and folder listings run in the default thread pool, torch work
+only on the worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psutil
+from aiohttp import web
+
+from engine.convert import is_ui_workflow, load_workflow
+from engine.validation import request_error, validate_prompt
+from server.appkeys import HUB, RUNTIME, STORE, WORKER
+from server.messages import status_message
+from server.store import SENSITIVE_EXTRA_DATA_KEYS
+
+routes = web.RouteTableDef()
+T = TypeVar("T")
+FLOWMILL_VERSION = "0.1.0"
+
+
+async def off_loop(function: Callable[..., T], *args: Any) -> T:
+    """Run blocking work (SQLite commits, validation, listings) in the thread pool."""
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+async def read_json(request: web.Request) -> Any:
+    """Parse the body as JSON whatever its Content-Type, as ComfyUI does for script clients."""
+    try:
+        return json.loads(await request.read() or b"{}")
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=json.dumps({"error": request_error("invalid_prompt", "Body is not valid "
+                                 "JSON", str(error)), "node_errors": {}}), content_type="application/json")
+
+
+def broadcast_status(app: web.Application) -> None:
+    app[HUB].deliver([(status_message(app[STORE].queue_remaining()), None)])
+
+
+@routes.get("/prompt")
+async def get_prompt(request: web.Request) -> web.Response:
+    remaining = await off_loop(request.app[STORE].queue_remaining)
+    return web.json_response({"exec_info": {"queue_remaining": remaining}})
+
+
+@routes.post("/prompt")
+async def post_prompt(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict) or "prompt" not in body:
+        error = request_error("no_prompt", "No prompt provided", "No prompt provided")
+        return web.json_response({"error": error, "node_errors": {}}, status=400)
+    runtime = request.app[RUNTIME]
+    prompt = body["prompt"]
+    if isinstance(prompt, dict) and is_ui_workflow(prompt):  # beyond ComfyUI: canvas files run directly
+        try:
+            prompt = await off_loop(load_workflow, prompt, runtime.registry.object_info(runtime.folders.choices))
+        except ValueError as error:
+            return web.json_response({"error": request_error("invalid_prompt", "Cannot convert the UI "
+                                      "workflow", str(error)), "node_errors": {}}, status=400)
+    targets = body.get("partial_execution_targets")
+    checked = await off_loop(lambda: validate_prompt(prompt, runtime.registry, folders=runtime.folders,
+                                                     partial_targets=targets))
+    if not checked.ok:
+        return web.json_response({"error": checked.error, "node_errors": checked.node_errors}, status=400)
+    prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+    extra_data = _extra_data(body)
+    store = request.app[STORE]
+    number = body.get("number")
+    try:
+        if number is None:
+            number = await off_loop(store.next_number, bool(body.get("front")))
+        await off_loop(store.enqueue, prompt_id, float(number), checked.prompt, extra_data, checked.outputs)
+    except (ValueError, TypeError) as error:
+        return web.json_response({"error": request_error("invalid_prompt", "Cannot queue the prompt", str(error)),
+                                  "node_errors": {}}, status=400)
+    request.app[WORKER].wake()
+    broadcast_status(request.app)
+    return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": checked.node_errors})
+
+
+def _extra_data(body: dict[str, Any]) -> dict[str, Any]:
+    """ComfyUI's extra_data: client_id copied in, create_time added, secrets split out."""
+    extra = dict(body.get("extra_data") or {})
+    for key in SENSITIVE_EXTRA_DATA_KEYS:
+        extra.pop(key, None)
+    if body.get("client_id") is not None:
+        extra["client_id"] = str(body["client_id"])
+    extra["create_time"] = int(time.time() * 1000)
+    return extra
+
+
+@routes.get("/queue")
+async def get_queue(request: web.Request) -> web.Response:
+    running, pending = await off_loop(request.app[STORE].queue)
+    return web.json_response({"queue_running": [item.as_comfy_tuple() for item in running],
+                              "queue_pending": [item.as_comfy_tuple() for item in pending]})
+
+
+@routes.post("/queue")
+async def post_queue(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    store = request.app[STORE]
+    if isinstance(body, dict) and body.get("clear"):
+        await off_loop(store.clear_pending)
+    if isinstance(body, dict) and isinstance(body.get("delete"), list):
+        await off_loop(store.delete_pending, [str(item) for item in body["delete"]])
+    broadcast_status(request.app)
+    return web.Response(status=200)
+
+
+@routes.post("/interrupt")
+async def post_interrupt(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
+    request.app[WORKER].interrupt(str(prompt_id) if prompt_id else None)
+    return web.Response(status=200)
+
+
+@routes.post("/jobs/{prompt_id}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Idempotent cancel: removes a pending prompt or interrupts the running one."""
+    prompt_id = request.match_info["prompt_id"]
+    cancelled = bool(await off_loop(request.app[STORE].delete_pending, [prompt_id]))
+    cancelled = cancelled or request.app[WORKER].interrupt(prompt_id)
+    if cancelled:
+        broadcast_status(request.app)
+    return web.json_response({"cancelled": cancelled})
+
+
+@routes.post("/free")
+async def post_free(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    body = body if isinstance(body, dict) else {}
+    request.app[WORKER].request_free(bool(body.get("unload_models")), bool(body.get("free_memory")))
+    return web.Response(status=200)
+
+
+@routes.get("/history")
+async def get_history(request: web.Request) -> web.Response:
+    try:
+        max_items = int(request.query["max_items"]) if "max_items" in request.query else None
+        offset = int(request.query["offset"]) if "offset" in request.query else None
+    except ValueError:
+        raise web.HTTPBadRequest(text="max_items and offset must be integers")
+    return web.json_response(await off_loop(request.app[STORE].history, max_items, offset))
+
+
+@routes.get("/history/{prompt_id}")
+async def get_history_item(request: web.Request) -> web.Response:
+    return web.json_response(await off_loop(request.app[STORE].history_item, request.match_info["prompt_id"]))
+
+
+@routes.post("/history")
+async def post_history(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    store = request.app[STORE]
+    if isinstance(body, dict) and body.get("clear"):
+        await off_loop(store.clear_history)
+    if isinstance(body, dict) and isinstance(body.get("delete"), list):
+        await off_loop(store.delete_history, [str(item) for item in body["delete"]])
+    return web.Response(status=200)
+
+
+@routes.get("/object_info")
+async def get_object_info(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    return web.json_response(await off_loop(runtime.registry.object_info, runtime.folders.choices))
+
+
+@routes.get("/object_info/{node_class}")
+async def get_object_info_node(request: web.Request) -> web.Response:
+    from engine.registry import node_info
+
+    runtime = request.app[RUNTIME]
+    spec = runtime.registry.get(request.match_info["node_class"])
+    if spec is None:
+        return web.json_response({})
+    return web.json_response({spec.id: await off_loop(node_info, spec, runtime.folders.choices)})
+
+
+@routes.get("/system_stats")
+async def get_system_stats(request: web.Request) -> web.Response:
+    import torch
+
+    memory = psutil.virtual_memory()
+    device = request.app[RUNTIME].device
+    stats = {"name": str(device), "type": device.type, "index": device.index or 0,
+             "vram_total": memory.total, "vram_free": memory.available,
+             "torch_vram_total": 0, "torch_vram_free": 0}
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        stats.update(name=torch.cuda.get_device_name(device), vram_total=total, vram_free=free,
+                     torch_vram_total=torch.cuda.memory_reserved(device),
+                     torch_vram_free=torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    system = {"os": sys.platform, "ram_total": memory.total, "ram_free": memory.available,
+              "comfyui_version": FLOWMILL_VERSION, "flowmill_version": FLOWMILL_VERSION,
+              "required_frontend_version": None, "python_version": platform.python_version(),
+              "pytorch_version": torch.__version__, "embedded_python": False,
+              "argv": []}  # never echo the command line: it may carry the token
+    return web.json_response({"system": system, "devices": [stats]})
+
+
+@routes.get("/features")
+async def get_features(request: web.Request) -> web.Response:
+    from server.appkeys import SECURITY
+
+    return web.json_response({"supports_preview_metadata": True,
+                              "max_upload_size": request.app[SECURITY].max_upload_size})

@@ -1,0 +1,127 @@
+"""The `/ws` endpoint and the hub that routes messages to connected clients.
+
+Each client has a bounded send queue and its own sender task, so one slow or dead client
+can neither stall the others nor grow memory without limit: a client whose queue overflows
+is disconnected. Send errors of any kind (OSError included, ComfyUI #1442) only drop that
+client. Messages about a prompt go to the client that submitted it; the rest are broadcast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from server.messages import Message, binary_frame, status_message
+from server.security import token_subprotocols
+
+log = logging.getLogger(__name__)
+SEND_QUEUE_LIMIT = 20_000
+MAX_CLIENT_MESSAGE = 64 * 1024
+SERVER_FEATURES_BASE = {"supports_preview_metadata": True}
+
+
+@dataclass
+class _Client:
+    sid: str
+    socket: web.WebSocketResponse
+    queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE_LIMIT))
+    wants_metadata: bool = False
+    sender: asyncio.Task | None = None
+
+
+class SocketHub:
+    """Connected websocket clients by client id; lives on the event loop thread."""
+
+    def __init__(self, features: dict[str, object], catch_up: Callable[[], list[Message]],
+                 queue_remaining: Callable[[], int]) -> None:
+        self._clients: dict[str, _Client] = {}
+        self._features = {**SERVER_FEATURES_BASE, **features}
+        self._catch_up = catch_up
+        self._queue_remaining = queue_remaining
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def deliver(self, messages: list[tuple[Message, str | None]]) -> None:
+        """Queue messages for their targets (None broadcasts). Never raises."""
+        for message, target in messages:
+            if target is None:
+                for client in list(self._clients.values()):
+                    self._enqueue(client, message)
+            elif target in self._clients:
+                self._enqueue(self._clients[target], message)
+
+    def _enqueue(self, client: _Client, message: Message) -> None:
+        try:
+            client.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            log.warning("websocket client %s is not reading; disconnecting it", client.sid)
+            self._drop(client)
+
+    def _drop(self, client: _Client) -> None:
+        if self._clients.get(client.sid) is client:
+            del self._clients[client.sid]
+        if client.sender is not None:
+            client.sender.cancel()
+        asyncio.ensure_future(client.socket.close(code=WSCloseCode.GOING_AWAY))
+
+    async def _send_loop(self, client: _Client) -> None:
+        while True:
+            message = await client.queue.get()
+            try:
+                if message.is_binary:
+                    await client.socket.send_bytes(binary_frame(message, client.wants_metadata))
+                else:
+                    await client.socket.send_str(json.dumps({"type": message.type, "data": message.data}))
+            except Exception as error:  # any send failure ends this client only
+                log.info("dropping websocket client %s: %s", client.sid, error)
+                self._drop(client)
+                return
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_CLIENT_MESSAGE,
+                                       protocols=token_subprotocols(request))
+        await socket.prepare(request)
+        sid = request.query.get("clientId") or uuid.uuid4().hex
+        previous = self._clients.get(sid)
+        if previous is not None:
+            self._drop(previous)  # a reconnecting client replaces its old socket (ComfyUI semantics)
+        client = _Client(sid, socket)
+        self._clients[sid] = client
+        client.sender = asyncio.ensure_future(self._send_loop(client))
+        self._enqueue(client, status_message(self._queue_remaining(), sid=sid))
+        for message in self._catch_up():
+            self._enqueue(client, message)
+        try:
+            async for incoming in socket:
+                if incoming.type == WSMsgType.TEXT:
+                    self._on_client_message(client, incoming.data)
+        finally:
+            if self._clients.get(sid) is client:
+                del self._clients[sid]
+            client.sender.cancel()
+        return socket
+
+    def _on_client_message(self, client: _Client, text: str) -> None:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return
+        if isinstance(parsed, dict) and parsed.get("type") == "feature_flags":
+            flags = parsed.get("data") or {}
+            client.wants_metadata = bool(isinstance(flags, dict) and flags.get("supports_preview_metadata"))
+            self._enqueue(client, Message("feature_flags", dict(self._features)))
+
+    async def close_all(self) -> None:
+        for client in list(self._clients.values()):
+            if client.sender is not None:
+                client.sender.cancel()
+            await client.socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        self._clients.clear()
+
