@@ -92,6 +92,15 @@ def check_pixel_count(width: int, height: int, limit: int, what: str) -> None:
         )
 
 
+def _bomb_error(what: str, error: Image.DecompressionBombError, limit: int) -> ImageDecodeError:
+    """Restate Pillow's DecompressionBombError (raised at twice its limit) with our limit."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return ImageDecodeError(
+        f"{what}: image has {size}, more than the limit of {limit:,} (refused as a possible decompression bomb)"
+    )
+
+
 def open_image_safely(
     source: ImageSource, *, max_pixels: int | None = None, name: str | None = None
 ) -> Image.Image:
@@ -107,15 +116,15 @@ def open_image_safely(
     fp: str | os.PathLike | IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         image = Image.open(fp, formats=list(ALLOWED_FORMATS))
-    except Image.DecompressionBombError as error:
-        # Pillow raises at twice its limit, before our own check could run.
-        raise ImageDecodeError(f"{what}: {error} Limit: {limit:,} pixels.") from error
+    except Image.DecompressionBombError as error:  # raised inside open, before our check runs
+        raise _bomb_error(what, error, limit) from error
     except Image.UnidentifiedImageError as error:
         raise ImageDecodeError(
             f"{what}: not an image in a supported format (allowed: {', '.join(ALLOWED_FORMATS)})"
         ) from error
     except OSError as error:
-        raise ImageDecodeError(f"{what}: cannot be read: {error}") from error
+        # strerror, not str(error): the latter repeats the real path, which `name` may be hiding.
+        raise ImageDecodeError(f"{what}: cannot be read: {error.strerror or type(error).__name__}") from error
     try:
         # Our check sits at (or below) Pillow's DecompressionBombWarning threshold, so it turns
         # that warning into an error without swapping the process-global warnings filters,
@@ -125,7 +134,10 @@ def open_image_safely(
     except ImageDecodeError:
         image.close()
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        image.close()
+        raise _bomb_error(what, error, limit) from error
+    except (OSError, SyntaxError, ValueError) as error:
         image.close()
         raise ImageDecodeError(f"{what}: corrupt or truncated {image.format} data: {error}") from error
     return image
@@ -159,15 +171,16 @@ def _frame_mask(frame: Image.Image) -> np.ndarray:
 
 
 def pil_to_tensor(
-    image: Image.Image, *, max_total_pixels: int = DEFAULT_MAX_TOTAL_PIXELS
+    image: Image.Image, *, max_total_pixels: int = DEFAULT_MAX_TOTAL_PIXELS, name: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Convert an opened image to (IMAGE [B,H,W,3], MASK [B,H,W]) as ComfyUI's LoadImage does.
 
     Each frame is EXIF-transposed. Frames whose size differs from the first frame's are
     skipped (as ComfyUI does); MPO files (stereo JPEGs) contribute their first frame only.
-    Raises ImageDecodeError when the frames together exceed `max_total_pixels`.
+    Raises ImageDecodeError when the frames together exceed `max_total_pixels`; `name` is
+    the file name used in messages (default: the image's own file name).
     """
-    what = getattr(image, "filename", "") or "image"
+    what = name or getattr(image, "filename", "") or "image"
     frames: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     size: tuple[int, int] | None = None
@@ -188,6 +201,8 @@ def pil_to_tensor(
             masks.append(_frame_mask(upright))
             if image.format == "MPO":
                 break
+    except Image.DecompressionBombError as error:  # a GIF frame grew the canvas past Pillow's limit
+        raise _bomb_error(what, error, effective_pixel_limit()) from error
     except (OSError, SyntaxError, EOFError) as error:
         raise ImageDecodeError(f"{what}: corrupt frame data: {error}") from error
     if not frames:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from engine.context import NodeContext
+from engine.paths import UnsafePathError
 from engine.spec import ExecutionBlocker, InputSpec, NodeHooks, NodeOutput, NodeSpec, OutputSpec
 from engine.types import (
     AnyValue,
@@ -54,8 +55,8 @@ from engine.types import (
 __all__ = [
     "AnyValue", "Boolean", "Choice", "Conditioning", "ControlNet", "ExecutionBlocker", "Float",
     "Guider", "Image", "Input", "Int", "Latent", "Lazy", "Mask", "Model", "NodeContext",
-    "NodeDeclarationError", "NodeOutput", "Noise", "Sampler", "Seed", "Sigmas", "String",
-    "TextEncoder", "Vae", "node",
+    "NodeDeclarationError", "NodeOutput", "Noise", "Sampler", "Seed", "Sigmas", "Socket", "String",
+    "TextEncoder", "UnsafePathError", "Vae", "node",
 ]
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -75,6 +76,7 @@ class Int:
     step: int = 1
     tooltip: str | None = None
     display: str | None = None  # "number" or "slider"
+    control_after_generate: bool = False  # ComfyUI's fixed/increment/decrement/randomize companion
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,8 @@ def _widget_input(where: str, name: str, parsed: _Parsed, default: Any) -> Input
         widget = _PLAIN_WIDGETS[parsed.base][1](default=default)
     if isinstance(widget, Int):
         options = {"default": widget.default, "min": widget.min, "max": widget.max, "step": widget.step,
-                   "tooltip": widget.tooltip, "display": widget.display}
+                   "tooltip": widget.tooltip, "display": widget.display,
+                   "control_after_generate": True if widget.control_after_generate else None}
         return InputSpec(name, "INT", options=_clean(options))
     if isinstance(widget, Float):
         options = {"default": widget.default, "min": widget.min, "max": widget.max, "step": widget.step,

@@ -1,0 +1,1 @@
+"""Primitive value nodes (Int, Float, String, Boolean), ComfyUI's `utils/primitive` family."""

@@ -1,0 +1,14 @@
+"""PrimitiveFloat: a constant float."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+from engine.node_api import Float, node
+
+
+@node(id="PrimitiveFloat", category="utils/primitive", display="Float")
+def primitive_float(value: Annotated[float, Float(0.0, min=-sys.maxsize, max=sys.maxsize)]) -> float:
+    """Output a constant float."""
+    return value

@@ -1,0 +1,40 @@
+"""Every file in workflows/ converts, validates against the real registry and runs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from engine.cache import OutputCache
+from engine.convert import is_ui_workflow, load_workflow
+from engine.executor import Executor, RunRequest
+from engine.paths import Folders
+from engine.registry import NodeRegistry
+from engine.validation import validate_prompt
+
+WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[path.name for path in WORKFLOWS])
+def test_workflow_validates_and_runs(path: Path, registry: NodeRegistry, folders: Folders) -> None:
+    data = json.loads(path.read_text())
+    prompt = load_workflow(data, registry.object_info(folders.choices))
+    checked = validate_prompt(prompt, registry, folders=folders)
+    assert checked.ok and not checked.node_errors, (checked.error, checked.node_errors)
+    extra = {"extra_pnginfo": {"workflow": data}} if is_ui_workflow(data) else {}
+    result = Executor(registry, OutputCache(), folders).run(
+        RunRequest(str(uuid.uuid4()), checked.prompt, checked.outputs, extra))
+    assert result.status == "success", result.failure
+    images = [image for ui in result.outputs.values() for image in ui.get("images", [])]
+    assert images, "every example workflow saves at least one image"
+    for image in images:
+        with Image.open(folders.root_for_type(image["type"]) / image["subfolder"] / image["filename"]) as saved:
+            assert saved.size[0] > 0 and "prompt" in saved.text
+
+
+def test_there_are_example_workflows() -> None:
+    assert len(WORKFLOWS) >= 2
