@@ -48,10 +48,22 @@ from engine.node_call import describe_value, find_blocker, merge_results, slice_
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 from engine.scheduler import Schedule
-from engine.spec import ExecutionBlocker, NodeHooks, NodeOutput, NodeSpec
+from engine.spec import (
+    HIDDEN_DYNPROMPT,
+    HIDDEN_EXTRA_PNGINFO,
+    HIDDEN_PROMPT,
+    HIDDEN_UNIQUE_ID,
+    ExecutionBlocker,
+    NodeHooks,
+    NodeOutput,
+    NodeSpec,
+)
 from engine.validation import is_link
 
-_HIDDEN_UNIQUE_ID, _HIDDEN_PROMPT, _HIDDEN_EXTRA, _HIDDEN_DYNPROMPT = "UNIQUE_ID", "PROMPT", "EXTRA_PNGINFO", "DYNPROMPT"
+# Hidden inputs the executor fills itself; any other hidden input reads the prompt like an
+# optional input (ComfyUI loop nodes keep state in such inputs).
+_FILLED_HIDDEN = frozenset({HIDDEN_UNIQUE_ID, HIDDEN_PROMPT, HIDDEN_EXTRA_PNGINFO, HIDDEN_DYNPROMPT,
+                            "AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"})
 OOM_HINT = (
     "This node ran out of memory. Cached outputs were moved off the device; try a smaller batch or "
     "resolution, or start Flowmill with --cache none."
@@ -76,6 +88,25 @@ class RunResult:
     executed: list[str]
     failure: ExecutionFailed | ExecutionInterrupted | None = None
     values: dict[str, list[list[Any]]] = field(default_factory=dict)
+
+
+class DynamicPrompt:
+    """The prompt as it grows through expansion; ComfyUI's DYNPROMPT hidden input."""
+
+    def __init__(self, nodes: dict[str, dict[str, Any]], original: dict[str, dict[str, Any]]) -> None:
+        self._nodes = nodes
+        self._original = original
+
+    def get_node(self, node_id: str) -> dict[str, Any]:
+        if node_id not in self._nodes:
+            raise KeyError(f"node {node_id!r} is not in the prompt")
+        return self._nodes[node_id]
+
+    def has_node(self, node_id: str) -> bool:
+        return node_id in self._nodes
+
+    def get_original_prompt(self) -> dict[str, dict[str, Any]]:
+        return self._original
 
 
 class _NodeFailure(Exception):
@@ -196,7 +227,7 @@ class Executor:
                 continue
             spec = self._spec(run, node_id)
             sources = [source for name, source, _ in links_of(run.nodes[node_id])
-                       if not self._is_lazy(spec, name)]
+                       if not self._is_deferred(spec, name)]
             stack.extend(source for source in sources if source not in run.schedule.requested)
             run.schedule.wait_for(node_id, sources)
 
@@ -269,11 +300,11 @@ class Executor:
         raw = run.nodes[node_id].get("inputs") or {}
         inputs: dict[str, list[Any]] = {}
         for item in spec.inputs:
-            if item.kind == "hidden":
+            if item.kind == "hidden" and item.type in _FILLED_HIDDEN:
                 inputs[item.name] = [self._hidden_value(run, node_id, item.type)]
             elif item.name in raw:
                 value = raw[item.name]
-                if is_link(value):
+                if is_link(value) and not item.options.get("rawLink"):
                     source, slot = str(value[0]), value[1]
                     inputs[item.name] = run.values[source][slot] if source in run.values else [None]
                 else:
@@ -281,15 +312,15 @@ class Executor:
         return inputs
 
     def _hidden_value(self, run: _Run, node_id: str, kind: str) -> Any:
-        if kind == _HIDDEN_UNIQUE_ID:
+        if kind == HIDDEN_UNIQUE_ID:
             return node_id
-        if kind == _HIDDEN_PROMPT:
+        if kind == HIDDEN_PROMPT:
             return run.request.prompt
-        if kind == _HIDDEN_EXTRA:
+        if kind == HIDDEN_EXTRA_PNGINFO:
             return run.request.extra_data.get("extra_pnginfo")
-        if kind == _HIDDEN_DYNPROMPT:
-            return run.nodes
-        return None
+        if kind == HIDDEN_DYNPROMPT:
+            return DynamicPrompt(run.nodes, run.request.prompt)
+        return None  # API keys are never kept in extra_data (they are split out on submission)
 
     async def _wait_for_lazy(self, run: _Run, node_id: str, spec: NodeSpec, hooks: NodeHooks,
                              inputs: dict[str, list[Any]]) -> bool:
@@ -437,9 +468,10 @@ class Executor:
         return self._instances[key]
 
     @staticmethod
-    def _is_lazy(spec: NodeSpec, name: str) -> bool:
+    def _is_deferred(spec: NodeSpec, name: str) -> bool:
+        """Links not pulled up front: lazy inputs (until asked for) and rawLink inputs (never)."""
         item = spec.input(name)
-        return item is not None and item.lazy
+        return item is not None and (item.lazy or bool(item.options.get("rawLink")))
 
     def _context(self, run: _Run, node_id: str) -> NodeContext:
         return NodeContext(

@@ -36,9 +36,8 @@ class _PrefixState(NamedTuple):
 # has to live somewhere outside the builder. A context variable holding immutable tuples
 # keeps it per task and per thread, as CURRENT_NODE_CONTEXT does, instead of a global that
 # concurrent async nodes would race on.
-_DEFAULT_PREFIX: ContextVar[_PrefixState] = ContextVar(
-    "flowmill_graph_builder_prefix", default=_PrefixState("", 0, 0)
-)
+_NO_PREFIX = _PrefixState("", 0, 0)  # ComfyUI's default: ids become ".0.0.<n>"
+_DEFAULT_PREFIX: ContextVar[_PrefixState] = ContextVar("flowmill_graph_builder_prefix", default=_NO_PREFIX)
 
 
 def is_link(value: object) -> bool:
@@ -62,6 +61,22 @@ def default_prefix(root: str, call_index: int = 0) -> Iterator[None]:
         yield
     finally:
         _DEFAULT_PREFIX.reset(token)
+
+
+@contextmanager
+def node_call_prefix(node_id: str) -> Iterator[None]:
+    """Scope the default prefix to `node_id` for one node call, unless the caller already did.
+
+    A caller that scoped this node itself (`default_prefix(node_id, call_index)`, as
+    ComfyUI's executor does per list index) keeps its call index; otherwise the call gets
+    `<node_id>.0.<n>.` prefixes. Either way each call starts again at graph index 0, so ids
+    are the same on every run, and nothing leaks into the caller's context.
+    """
+    if _DEFAULT_PREFIX.get().root == node_id:
+        yield
+        return
+    with default_prefix(node_id, 0):
+        yield
 
 
 class Node:

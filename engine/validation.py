@@ -11,6 +11,7 @@ Validation also normalises the prompt: constants are coerced to their widget typ
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -204,7 +205,8 @@ class _PromptValidator:
         hooks = spec.make_hooks()
         if hooks.validate is None:
             return []
-        constants = {name: value for name, value in clean.items() if not is_link(value)}
+        # As in ComfyUI, linked inputs have no value yet and arrive as None.
+        constants = {name: (None if is_link(value) else value) for name, value in clean.items()}
         parameters = inspect.signature(hooks.validate).parameters
         takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         arguments = {name: value for name, value in constants.items() if takes_all or name in parameters}
@@ -217,7 +219,9 @@ class _PromptValidator:
         try:
             verdict = hooks.validate(*args, **arguments)
             if inspect.isawaitable(verdict):
-                raise TypeError("async validate hooks must be awaited by validate_prompt_async")
+                # Validation runs off the event loop (a worker thread or the CLI), so it may
+                # drive an async hook to completion on a private loop.
+                verdict = asyncio.run(_awaited(verdict))
         except Exception as error:  # a broken hook is a validation error for this node, not a crash
             return [request_error("exception_during_validation", "Exception when validating node", str(error),
                                   {"exception_type": type(error).__name__})]
@@ -225,6 +229,10 @@ class _PromptValidator:
             return []
         return [request_error("custom_validation_failed", "Custom validation failed for node",
                               f"{spec.id} - {verdict}", {"input_name": next(iter(arguments), None)})]
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
 
 
 def _unknown_types(prompt: Mapping[str, Any], registry: NodeRegistry) -> tuple[dict | None, dict]:

@@ -17,6 +17,11 @@ from comfy.comfy_types.node_typing import (
 )
 
 __all__ = [
-    "IO", "CheckLazyMixin", "ComfyNodeABC", "FileLocator", "HiddenInputTypeDict", "InputTypeDict",
+    "IO",
+    "CheckLazyMixin",
+    "ComfyNodeABC",
+    "FileLocator",
+    "HiddenInputTypeDict",
+    "InputTypeDict",
     "InputTypeOptions",
 ]

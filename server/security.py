@@ -1,0 +1,546 @@
+"""Request-level security for Flowmill's HTTP and websocket server.
+
+Owns the bind policy (`check_bind`), the optional access token, the one middleware that every
+request passes through (Host allowlist, token, cross-site defence, content-type gate, body-size
+caps), the headers added to every response, and the helpers `/view` uses to serve user files
+without letting a browser render them as active content (security.md §1.2, §1.5, §1.7, §3).
+
+Uses aiohttp and the standard library only: it never imports torch or the engine. There is no
+module-level mutable state; the configuration is captured by the middleware closure.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import mimetypes
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractAccessLogger
+from yarl import URL
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+TOKEN_COOKIE = "flowmill_token"
+TOKEN_SUBPROTOCOL_PREFIX = "flowmill.token."
+# Multipart upload routes: the only POST routes whose body is not JSON.
+UPLOAD_ROUTES = ("/upload/image", "/upload/mask")
+STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The index page is all a browser may fetch without the token; it then logs in with ?token=.
+PUBLIC_ROUTES = frozenset({("GET", "/"), ("HEAD", "/")})
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self'"
+)
+# Types a browser would execute or render as a document in our origin (stored XSS). Any
+# "*+xml" and "*/xml" type is dangerous as well; see is_dangerous_content_type.
+DANGEROUS_CONTENT_TYPES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "text/javascript",
+        "application/javascript",
+        "application/x-javascript",
+        "text/ecmascript",
+        "application/ecmascript",
+        "text/jscript",
+        "text/css",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/xsl",
+        "message/rfc822",  # MHT web archives
+        "multipart/related",
+        "application/x-mimearchive",
+    }
+)
+OCTET_STREAM = "application/octet-stream"
+# Token characters that survive a cookie value, a websocket subprotocol and a header unquoted.
+_MIN_TOKEN_CHARS = 16
+_TOKEN_PATTERN = re.compile(rf"[A-Za-z0-9._~-]{{{_MIN_TOKEN_CHARS},}}")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+class SecurityError(RuntimeError):
+    """The server would start in an unsafe configuration."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """What the security middleware enforces. Built once by main.py from the command line.
+
+    Constructing a config runs `check_bind`, so an exposed server without authentication
+    cannot even be described.
+    """
+
+    listen: Sequence[str] = ("127.0.0.1",)
+    port: int = 8188
+    token: str | None = None
+    allowed_hosts: Sequence[str] = ()  # extra Host names beyond loopback, e.g. a proxy's name
+    max_upload_size: int = 100 * MIB
+    max_json_size: int = 10 * MIB
+    insecure_no_auth: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "listen", _as_address_list(self.listen))
+        object.__setattr__(self, "allowed_hosts", tuple(_normalise_host_entry(h) for h in self.allowed_hosts))
+        if not 0 <= self.port <= 65535:
+            raise SecurityError(f"port must be between 0 and 65535, got {self.port}")
+        for name in ("max_upload_size", "max_json_size"):
+            if getattr(self, name) <= 0:
+                raise SecurityError(f"{name} must be a positive number of bytes, got {getattr(self, name)}")
+        if self.token is not None:
+            validate_token(self.token)
+        check_bind(list(self.listen), self.token, self.insecure_no_auth)
+
+    @property
+    def client_max_size(self) -> int:
+        """The value for `web.Application(client_max_size=...)`: the largest body any route takes.
+
+        The middleware lowers it per request for JSON routes, so this only admits uploads.
+        """
+        return max(self.max_upload_size, self.max_json_size)
+
+
+def _as_address_list(listen: Sequence[str] | str) -> tuple[str, ...]:
+    # ComfyUI's --listen takes "0.0.0.0,::"; accept that spelling as well as a list.
+    if isinstance(listen, str):
+        listen = listen.split(",")
+    return tuple(address.strip() for address in listen)
+
+
+def _normalise_host_entry(entry: str) -> str:
+    parsed = parse_host(entry)
+    if parsed is None:
+        raise SecurityError(f"allowed host {entry!r} is not a host name or address")
+    return parsed[0]
+
+
+def generate_token() -> str:
+    """A fresh random access token (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def validate_token(token: str) -> None:
+    """Raise SecurityError unless `token` is long enough and made of URL-safe characters."""
+    if not isinstance(token, str) or not _TOKEN_PATTERN.fullmatch(token):
+        raise SecurityError(
+            f"the auth token must be at least {_MIN_TOKEN_CHARS} characters from A-Z a-z 0-9 . _ ~ -"
+            " (it travels in a cookie and a websocket subprotocol); use generate_token() for a good one"
+        )
+
+
+def token_matches(presented: str, expected: str) -> bool:
+    """Compare tokens in constant time, so response timing does not reveal a matching prefix."""
+    return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def _bare_host(address: str) -> str:
+    """Lowercase, without IPv6 brackets or a trailing root dot: the form parse_host returns."""
+    host = address.strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host.rstrip(".")
+
+
+def is_loopback_address(address: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1 (bracketed or not, IPv4-mapped included)."""
+    host = _bare_host(address)
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _is_wildcard_address(address: str) -> bool:
+    host = address.strip().strip("[]")
+    if not host:
+        return True  # aiohttp treats an empty host as every interface
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def check_bind(listen: list[str], token: str | None, insecure_no_auth: bool) -> None:
+    """Raise SecurityError if a non-loopback address would be served without authentication."""
+    addresses = _as_address_list(listen)
+    if not addresses:
+        raise SecurityError("no listen address given; the default is 127.0.0.1")
+    exposed = [address or "<all interfaces>" for address in addresses if not is_loopback_address(address)]
+    if exposed and not token and not insecure_no_auth:
+        raise SecurityError(
+            f"refusing to listen on {', '.join(exposed)} without authentication: anyone who can reach "
+            "that address could run workflows and code on this machine. Set an auth token, or pass the "
+            "insecure-no-auth flag if the network is trusted, or listen on 127.0.0.1 only."
+        )
+
+
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """Split a Host header ("name", "name:port", "[v6]:port") into (lowercased host, port).
+
+    Returns None for anything malformed, which callers treat as not allowed.
+    """
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        host, rest = value[1:end], value[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return None
+        port_text = rest[1:] if rest else None
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+    elif ":" in value:
+        return None  # an IPv6 literal without brackets is not a valid Host
+    else:
+        host, port_text = value, None
+    host = host.rstrip(".")  # "localhost." names the same host as "localhost"
+    if not host:
+        return None
+    if port_text is None:
+        return host, None
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        return None
+    return host, int(port_text)
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+@dataclass(frozen=True)
+class _Policy:
+    """The config plus what is derived from it once, when the middleware is built."""
+
+    config: SecurityConfig
+    host_names: frozenset[str]  # accepted non-loopback Host names
+    any_ip_host: bool  # bound to a wildcard address with a token: IP literals cannot be rebound
+
+
+def _build_policy(config: SecurityConfig) -> _Policy:
+    names = set(config.allowed_hosts)
+    any_ip_host = False
+    if config.token is not None:
+        for address in config.listen:
+            if _is_wildcard_address(address):
+                any_ip_host = True
+            elif not is_loopback_address(address):
+                names.add(_bare_host(address))
+    return _Policy(config=config, host_names=frozenset(names), any_ip_host=any_ip_host)
+
+
+def security_middleware(config: SecurityConfig) -> Middleware:
+    """The middleware that screens every request, websocket upgrades included.
+
+    Checks run in order: Host allowlist (DNS rebinding), token, cross-site defence, content
+    type, body size. A refused request never reaches its handler. Install it first, so it
+    also covers routes added by plugins and the static UI.
+    """
+    policy = _build_policy(config)
+    checks = (_check_host, _check_token, _check_cross_site, _check_content_type, _check_body_size)
+
+    @web.middleware
+    async def flowmill_security(request: web.Request, handler: Handler) -> web.StreamResponse:
+        for check in checks:
+            refusal = check(request, policy)
+            if refusal is not None:
+                return refusal
+        request = _with_body_limit(request, config)
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:
+            apply_security_headers(error)
+            raise
+        if not response.prepared:
+            apply_security_headers(response)
+        return response
+
+    return flowmill_security
+
+
+def install_security(app: web.Application, config: SecurityConfig) -> None:
+    """Put the security middleware first in `app` and add the response-header hook."""
+    app.middlewares.insert(0, security_middleware(config))
+    install_response_headers(app)
+
+
+def _refuse(request: web.Request, status: int, message: str) -> web.Response:
+    # Header values in `message` are quoted with !r by callers, so log lines cannot be forged.
+    logger.info("refused %s %r with %d: %s", request.method, request.path, status, message)
+    response = web.json_response({"error": message}, status=status)
+    if status == 401:
+        response.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="flowmill"'
+    apply_security_headers(response)
+    return response
+
+
+def is_upload_route(path: str) -> bool:
+    """True for the multipart routes, bare or under `/api` (every ComfyUI route exists in both)."""
+    return path.endswith(UPLOAD_ROUTES)
+
+
+def is_websocket_upgrade(request: web.BaseRequest) -> bool:
+    if request.method != "GET":
+        return False
+    offered = request.headers.get(hdrs.UPGRADE, "")
+    return any(part.strip().lower() == "websocket" for part in offered.split(","))
+
+
+def _check_host(request: web.Request, policy: _Policy) -> web.Response | None:
+    """DNS rebinding: a page on attacker.example rebound to 127.0.0.1 still says Host: attacker.example."""
+    raw = request.headers.get(hdrs.HOST)
+    parsed = parse_host(raw) if raw else None
+    if parsed is None:
+        return _refuse(request, 403, f"missing or malformed Host header: {raw!r}")
+    host = parsed[0]
+    if is_loopback_address(host) or host in policy.host_names:
+        return None
+    if policy.any_ip_host and _is_ip_literal(host):
+        return None
+    return _refuse(request, 403, f"Host {host!r} is not allowed; add it to the allowed hosts to serve it")
+
+
+def _check_token(request: web.Request, policy: _Policy) -> web.Response | None:
+    token = policy.config.token
+    if token is None:
+        return None
+    if request.method in ("GET", "HEAD") and request.path == "/" and "token" in request.query:
+        return _login(request, token)
+    if (request.method, request.path) in PUBLIC_ROUTES:
+        return None
+    if any(token_matches(candidate, token) for candidate in _presented_tokens(request)):
+        return None
+    return _refuse(request, 401, "authentication required: send the access token as 'Authorization: Bearer <token>'")
+
+
+def _presented_tokens(request: web.Request) -> list[str]:
+    found: list[str] = []
+    scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        found.append(value.strip())
+    cookie = request.cookies.get(TOKEN_COOKIE)
+    if cookie:
+        found.append(cookie)
+    if is_websocket_upgrade(request):
+        # Browsers cannot set headers on a websocket; a subprotocol is the one field they send.
+        found.extend(protocol[len(TOKEN_SUBPROTOCOL_PREFIX) :] for protocol in token_subprotocols(request))
+    return found
+
+
+def token_subprotocols(request: web.BaseRequest) -> tuple[str, ...]:
+    """The `flowmill.token.*` subprotocols a websocket client offered.
+
+    Pass them to `web.WebSocketResponse(protocols=...)`: a browser drops the connection unless
+    the server selects one of the subprotocols it offered.
+    """
+    offered = request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "")
+    entries = (entry.strip() for entry in offered.split(","))
+    return tuple(entry for entry in entries if entry.startswith(TOKEN_SUBPROTOCOL_PREFIX))
+
+
+def _login(request: web.Request, token: str) -> web.Response:
+    """`GET /?token=T`: set the cookie and redirect, so the token leaves the address bar at once."""
+    if not token_matches(request.query["token"], token):
+        return _refuse(request, 401, "wrong access token")
+    response = web.Response(status=303, headers={hdrs.LOCATION: "/"})
+    # HttpOnly keeps it from scripts; SameSite=Strict keeps it off cross-site requests.
+    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/", secure=request.secure)
+    response.headers[hdrs.CACHE_CONTROL] = "no-store"
+    apply_security_headers(response)
+    return response
+
+
+def _check_cross_site(request: web.Request, policy: _Policy) -> web.Response | None:
+    """CSRF and cross-site websocket hijacking: CORS does not stop a cross-site POST from running."""
+    if request.method not in STATE_CHANGING_METHODS and not is_websocket_upgrade(request):
+        return None
+    if request.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site":
+        return _refuse(request, 403, "cross-site requests are not allowed")
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is None:
+        return None  # not a browser (scripts send no Origin); the token covers exposed servers
+    host = parse_host(request.headers.get(hdrs.HOST, ""))
+    if host is None or not _origin_matches(origin, host, policy.config.allowed_hosts):
+        return _refuse(request, 403, f"Origin {origin!r} does not match the server's Host")
+    return None
+
+
+def _origin_matches(origin: str, host: tuple[str, int | None], allowed_hosts: Sequence[str]) -> bool:
+    # "null" (sandboxed iframes, file: pages) parses to no host and must not pass (CVE-2026-56674).
+    try:
+        url = URL(origin.strip())
+    except ValueError:
+        return False
+    if url.scheme not in ("http", "https") or not url.raw_host:
+        return False
+    origin_host = url.raw_host.lower().rstrip(".")
+    if origin_host in allowed_hosts:
+        return True
+    host_name, host_port = host
+    if origin_host != host_name:
+        return False
+    if host_port is None:
+        # Host without a port means the default port; the scheme may differ behind a TLS proxy.
+        return url.explicit_port is None or url.explicit_port in (80, 443)
+    return url.port == host_port
+
+
+def _has_browser_markers(request: web.Request) -> bool:
+    return hdrs.ORIGIN in request.headers or any(name.lower().startswith("sec-fetch-") for name in request.headers)
+
+
+def _check_content_type(request: web.Request, policy: _Policy) -> web.Response | None:
+    """A cross-site HTML form can only send the CORS-safelisted types, never application/json.
+
+    Only browser requests are gated: script clients (urllib's default form type) post JSON
+    bodies with other content types, and ComfyUI parses them as JSON regardless.
+    """
+    if request.method != "POST" or is_upload_route(request.path) or not _has_browser_markers(request):
+        return None
+    if request.content_type == "application/json":
+        return None
+    sent = request.headers.get(hdrs.CONTENT_TYPE, "<none>")
+    return _refuse(request, 415, f"this route takes Content-Type: application/json, got {sent!r}")
+
+
+def body_limit(config: SecurityConfig, path: str) -> int:
+    """The largest body, in bytes, that the route at `path` accepts."""
+    return config.max_upload_size if is_upload_route(path) else config.max_json_size
+
+
+def _check_body_size(request: web.Request, policy: _Policy) -> web.Response | None:
+    """Refuse an oversize body from its Content-Length, before a single byte is read."""
+    limit = body_limit(policy.config, request.path)
+    length = request.content_length
+    if length is not None and length > limit:
+        return _refuse(request, 413, f"request body is {length} bytes; this route accepts at most {limit}")
+    return None
+
+
+def _with_body_limit(request: web.Request, config: SecurityConfig) -> web.Request:
+    """Lower aiohttp's read limit to the route's cap, which also bounds chunked bodies."""
+    if request.method not in STATE_CHANGING_METHODS or is_upload_route(request.path):
+        return request
+    limit = config.max_json_size
+    if request.client_max_size <= limit:
+        return request
+    return request.clone(client_max_size=limit)
+
+
+# --------------------------------------------------------------------------- response headers
+
+
+def apply_security_headers(response: web.StreamResponse) -> None:
+    """nosniff on everything; the CSP on HTML. Headers a handler set itself are kept."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if response.content_type == "text/html":
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+
+
+async def _on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    apply_security_headers(response)
+
+
+def install_response_headers(app: web.Application) -> None:
+    """Add the security headers to every response, streamed and file responses included.
+
+    The middleware cannot reach a response once a handler has prepared it (websockets,
+    `FileResponse`, `StreamResponse`); the `on_response_prepare` signal runs for all of them.
+    """
+    app.on_response_prepare.append(_on_response_prepare)
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """Access log lines without query strings, which can carry the login token (`/?token=`).
+
+    Use as `web.run_app(app, access_log_class=RedactingAccessLogger)` or `AppRunner(...)`.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info('%s "%s %s" %d %.3fs', request.remote, request.method, request.path, response.status, time)
+
+
+# --------------------------------------------------------------------------- serving user files
+
+
+def normalise_content_type(content_type: str | None) -> str:
+    """The bare, lowercased type: "Text/HTML; charset=utf-8" becomes "text/html"."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_dangerous_content_type(content_type: str | None) -> bool:
+    """True for types a browser would run or render as a page in our origin."""
+    normalised = normalise_content_type(content_type)
+    return normalised in DANGEROUS_CONTENT_TYPES or normalised.endswith(("+xml", "/xml"))
+
+
+def served_content_type(path: Path, download_name: str) -> str:
+    """The Content-Type `file_response` sends: the guessed type, or octet-stream if dangerous.
+
+    Both the file's own name and the download name are checked, so renaming cannot smuggle
+    an HTML or SVG file out as something harmless.
+    """
+    guesses = [mimetypes.guess_type(name)[0] for name in (path.name, download_name)]
+    if any(is_dangerous_content_type(guess) for guess in guesses) or guesses[0] is None:
+        return OCTET_STREAM
+    return normalise_content_type(guesses[0])
+
+
+def content_disposition(disposition: str, filename: str) -> str:
+    """A Content-Disposition value with an ASCII fallback and an RFC 5987 `filename*`.
+
+    The fallback replaces quotes, backslashes, '%', ';' and non-ASCII characters, so a
+    crafted name cannot end the quoted string or inject header parameters.
+    """
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1] or "download"
+    fallback = "".join(char if " " <= char <= "~" and char not in '"\\%;' else "_" for char in name)
+    encoded = quote(name, safe="!#$&+^`|", errors="replace")
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
+def file_response(path: Path, download_name: str) -> web.StreamResponse:
+    """Serve a user file (`/view`); dangerous types as an `application/octet-stream` download.
+
+    `path` must come from `engine.paths.resolve_under`, which resolves every symlink; a
+    symlink found here means the file was swapped after that check, so it is not followed.
+    """
+    if path.is_symlink():
+        return web.json_response({"error": "file not found"}, status=404, headers={"X-Content-Type-Options": "nosniff"})
+    content_type = served_content_type(path, download_name)
+    disposition = "attachment" if content_type == OCTET_STREAM else "inline"
+    headers = {
+        hdrs.CONTENT_TYPE: content_type,
+        hdrs.CONTENT_DISPOSITION: content_disposition(disposition, download_name),
+        "X-Content-Type-Options": "nosniff",
+    }
+    return web.FileResponse(path, headers=headers)
