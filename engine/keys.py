@@ -84,7 +84,7 @@ def node_key(
     literals = {name: value for name, value in (node.get("inputs") or {}).items() if not is_link(value)}
     try:
         digest.update(json.dumps(literals, sort_keys=True, separators=(",", ":")).encode())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         digest.update(run_salt + node_id.encode())  # unserialisable literal: never a hit
     if spec.has_fingerprint:
         if _is_nan(fingerprint):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ def _resolve(request: web.Request, folder_type: str, subfolder: str, filename: s
     folders = request.app[RUNTIME].folders
     try:
         root = folders.root_for_type(folder_type)
-        relative = f"{subfolder.strip('/')}/{filename}" if subfolder else filename
+        # No stripping: an absolute subfolder must be refused by resolve_under, not rewritten.
+        relative = posixpath.join(subfolder, filename) if subfolder else filename
         return resolve_under(root, relative)
     except UnsafePathError as error:
         raise _bad_request(str(error), 403 if "leaves" in str(error) else 400)
@@ -103,9 +105,11 @@ def _check_image(data: bytes, name: str) -> None:
 
 def _free_name(path: Path, data: bytes, overwrite: bool) -> tuple[Path, bool]:
     """ComfyUI's naming: keep the name, or add " (n)"; an identical existing file is reused."""
+    if overwrite and path.is_dir():
+        raise _bad_request(f"{path.name!r} is a folder, not a file")
     candidate, counter = path, 1
     while not overwrite and candidate.exists():
-        if candidate.read_bytes() == data:
+        if candidate.is_file() and candidate.read_bytes() == data:
             return candidate, True
         candidate = path.with_name(f"{path.stem} ({counter}){path.suffix}")
         counter += 1
@@ -125,8 +129,12 @@ def _store_upload(request: web.Request, fields: dict[str, str], filename: str, d
     path = _resolve(request, folder_type, subfolder, filename)
     path, duplicate = _free_name(path, data, fields.get("overwrite") in ("true", "1"))
     if not duplicate:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as error:
+            # A name that collides with an existing file or folder; say so without the server path.
+            raise _bad_request(f"cannot store {filename!r} in {subfolder!r}: {error.strerror}")
     return {"name": path.name, "subfolder": subfolder, "type": folder_type}
 
 

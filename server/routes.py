@@ -39,7 +39,7 @@ async def read_json(request: web.Request) -> Any:
     """Parse the body as JSON whatever its Content-Type, as ComfyUI does for script clients."""
     try:
         return json.loads(await request.read() or b"{}")
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # deeply nested JSON overflows the parser's stack
         raise web.HTTPBadRequest(text=json.dumps({"error": request_error("invalid_prompt", "Body is not valid "
                                  "JSON", str(error)), "node_errors": {}}), content_type="application/json")
 

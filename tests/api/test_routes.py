@@ -341,3 +341,10 @@ async def test_feature_flags_handshake(client: TestClient) -> None:
     reply = (await socket.receive(timeout=5)).json()
     assert reply["type"] == "feature_flags" and reply["data"]["supports_preview_metadata"] is True
     await socket.close()
+
+
+async def test_deeply_nested_json_is_a_clean_400(client: TestClient) -> None:
+    response = await client.post("/prompt", data=b"[" * 100_000 + b"]" * 100_000,
+                                 headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert (await (await client.get("/prompt")).json()) == {"exec_info": {"queue_remaining": 0}}
