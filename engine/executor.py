@@ -18,13 +18,9 @@ import asyncio
 import gc
 import inspect
 import math
-import os
 import time
-import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -33,7 +29,6 @@ from engine.context import CURRENT_NODE_CONTEXT, Interrupted, InterruptFlag, Nod
 from engine.events import (
     EventSink,
     ExecutionFailed,
-    ExecutionInterrupted,
     ExecutionStarted,
     ExecutionSucceeded,
     NodeFinished,
@@ -44,9 +39,20 @@ from engine.events import (
     discard_events,
 )
 from engine.keys import DependencyCycleError, links_of, node_key, post_order
-from engine.node_call import describe_value, find_blocker, merge_results, slice_calls
+from engine.node_call import find_blocker, merge_results, slice_calls
 from engine.paths import Folders
 from engine.registry import NodeRegistry
+from engine.run_state import (
+    DynamicPrompt,
+    NodeFailure,
+    Run,
+    RunRequest,
+    RunResult,
+    failed,
+    interrupted,
+    outcome,
+    splice_subgraph,
+)
 from engine.scheduler import Schedule
 from engine.spec import (
     HIDDEN_DYNPROMPT,
@@ -60,6 +66,8 @@ from engine.spec import (
 )
 from engine.validation import is_link
 
+__all__ = ["Executor", "RunRequest", "RunResult", "OOM_HINT"]
+
 # Hidden inputs the executor fills itself; any other hidden input reads the prompt like an
 # optional input (ComfyUI loop nodes keep state in such inputs).
 _FILLED_HIDDEN = frozenset({HIDDEN_UNIQUE_ID, HIDDEN_PROMPT, HIDDEN_EXTRA_PNGINFO, HIDDEN_DYNPROMPT,
@@ -68,80 +76,6 @@ OOM_HINT = (
     "This node ran out of memory. Cached outputs were moved off the device; try a smaller batch or "
     "resolution, or start Flowmill with --cache none."
 )
-
-
-@dataclass
-class RunRequest:
-    """A validated prompt to run: `prompt` is the normalised API graph, `outputs` the nodes to produce."""
-
-    prompt_id: str
-    prompt: dict[str, dict[str, Any]]
-    outputs: list[str]
-    extra_data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RunResult:
-    status: Literal["success", "error", "interrupted"]
-    outputs: dict[str, dict[str, Any]]  # node id -> ui dict, as in history "outputs"
-    meta: dict[str, dict[str, Any]]
-    executed: list[str]
-    failure: ExecutionFailed | ExecutionInterrupted | None = None
-    values: dict[str, list[list[Any]]] = field(default_factory=dict)
-
-
-class DynamicPrompt:
-    """The prompt as it grows through expansion; ComfyUI's DYNPROMPT hidden input."""
-
-    def __init__(self, nodes: dict[str, dict[str, Any]], original: dict[str, dict[str, Any]]) -> None:
-        self._nodes = nodes
-        self._original = original
-
-    def get_node(self, node_id: str) -> dict[str, Any]:
-        if node_id not in self._nodes:
-            raise KeyError(f"node {node_id!r} is not in the prompt")
-        return self._nodes[node_id]
-
-    def has_node(self, node_id: str) -> bool:
-        return node_id in self._nodes
-
-    def get_original_prompt(self) -> dict[str, dict[str, Any]]:
-        return self._original
-
-
-class _NodeFailure(Exception):
-    """Wraps an exception raised by a node, with the node it came from."""
-
-    def __init__(self, node_id: str, error: BaseException, inputs: Mapping[str, Any] | None = None) -> None:
-        super().__init__(str(error))
-        self.node_id = node_id
-        self.error = error
-        self.inputs = dict(inputs or {})
-
-
-@dataclass
-class _Run:
-    """The state of one run; discarded when the run ends."""
-
-    request: RunRequest
-    sink: EventSink
-    interrupt: InterruptFlag
-    nodes: dict[str, dict[str, Any]]
-    schedule: Schedule
-    salt: bytes = field(default_factory=lambda: os.urandom(16))
-    display: dict[str, str] = field(default_factory=dict)
-    parent: dict[str, str] = field(default_factory=dict)
-    keys: dict[str, bytes] = field(default_factory=dict)
-    values: dict[str, list[list[Any]]] = field(default_factory=dict)
-    ui: dict[str, dict[str, Any]] = field(default_factory=dict)
-    executed: list[str] = field(default_factory=list)
-    started: set[str] = field(default_factory=set)
-    expanded: dict[str, list[Any]] = field(default_factory=dict)
-    tasks: dict[asyncio.Task, str] = field(default_factory=dict)
-
-    @property
-    def prompt_id(self) -> str:
-        return self.request.prompt_id
 
 
 class Executor:
@@ -168,7 +102,7 @@ class Executor:
             torch.cuda.empty_cache()
 
     async def run_async(self, request: RunRequest, sink: EventSink, interrupt: InterruptFlag) -> RunResult:
-        run = _Run(request, sink, interrupt, dict(request.prompt), Schedule(request.outputs))
+        run = Run(request, sink, interrupt, dict(request.prompt), Schedule(request.outputs))
         run.display = {node_id: node_id for node_id in run.nodes}
         sink(ExecutionStarted(run.prompt_id, int(time.time() * 1000)))
         self.cache.begin_run()
@@ -178,20 +112,20 @@ class Executor:
                                               if node_id in run.keys and run.keys[node_id] in self.cache]))
             self._request(run, request.outputs)
             await self._drain(run)
-        except _NodeFailure as failure:
+        except NodeFailure as failure:
             return self._failed(run, failure)
         except Interrupted:
-            return self._interrupted(run, None)
+            return interrupted(run, None)
         finally:
             await self._cancel_tasks(run)
             self.cache.end_run(run.keys.values())
             self._instances = {key: hooks for key, hooks in self._instances.items() if key[0] in run.nodes}
         sink(ExecutionSucceeded(run.prompt_id, int(time.time() * 1000)))
-        return RunResult("success", self._history_outputs(run), self._meta(run), run.executed, None, run.values)
+        return outcome(run, "success")
 
     # -- keys -----------------------------------------------------------------------------
 
-    async def _assign_keys(self, run: _Run, roots: list[str]) -> None:
+    async def _assign_keys(self, run: Run, roots: list[str]) -> None:
         order = post_order(run.nodes, roots, run.keys)
         for node_id in order:
             node = run.nodes[node_id]
@@ -199,7 +133,7 @@ class Executor:
             fingerprint = await self._fingerprint(run, node_id, spec) if spec.has_fingerprint else None
             run.keys[node_id] = node_key(node_id, node, spec, run.keys, fingerprint, run.salt)
 
-    async def _fingerprint(self, run: _Run, node_id: str, spec: NodeSpec) -> Any:
+    async def _fingerprint(self, run: Run, node_id: str, spec: NodeSpec) -> Any:
         """ComfyUI's IS_CHANGED: constant inputs only (links arrive as None); errors mean NaN."""
         hooks = self._hooks(spec, node_id)
         if hooks.fingerprint is None:
@@ -215,7 +149,7 @@ class Executor:
 
     # -- scheduling -------------------------------------------------------------------------
 
-    def _request(self, run: _Run, roots: list[str]) -> None:
+    def _request(self, run: Run, roots: list[str]) -> None:
         """Add `roots` and everything they need now to the run, serving hits from the cache."""
         stack = list(roots)
         while stack:
@@ -231,7 +165,7 @@ class Executor:
             stack.extend(source for source in sources if source not in run.schedule.requested)
             run.schedule.wait_for(node_id, sources)
 
-    def _serve_from_cache(self, run: _Run, node_id: str) -> bool:
+    def _serve_from_cache(self, run: Run, node_id: str) -> bool:
         entry = self.cache.get(run.keys[node_id])
         if entry is None:
             return False
@@ -243,7 +177,7 @@ class Executor:
         run.schedule.mark_available(node_id)
         return True
 
-    async def _drain(self, run: _Run) -> None:
+    async def _drain(self, run: Run) -> None:
         while True:
             if run.interrupt.is_set():
                 raise Interrupted(f"prompt {run.prompt_id} was interrupted")
@@ -257,19 +191,19 @@ class Executor:
             for task in done:
                 node_id = run.tasks.pop(task)
                 error = task.exception()
-                if isinstance(error, _NodeFailure):
+                if isinstance(error, NodeFailure):
                     raise error
                 if error is not None:
-                    raise _NodeFailure(node_id, error)
+                    raise NodeFailure(node_id, error)
                 await self._complete(run, node_id, task.result())
         stalled = run.schedule.stalled()
         if stalled:
             blamed = next((node_id for node_id in stalled if node_id in run.parent), stalled[0])
-            raise _NodeFailure(blamed, DependencyCycleError(stalled))
+            raise NodeFailure(blamed, DependencyCycleError(stalled))
 
     # -- one node ---------------------------------------------------------------------------
 
-    async def _execute(self, run: _Run, node_id: str) -> None:
+    async def _execute(self, run: Run, node_id: str) -> None:
         if node_id in run.expanded:
             self._finish_expansion(run, node_id)
             return
@@ -285,17 +219,17 @@ class Executor:
                     return
             calls = slice_calls(spec, inputs)
             results = [self._call(run, node_id, spec, hooks, arguments) for arguments in calls]
-        except _NodeFailure:
+        except NodeFailure:
             raise
         except Exception as error:  # Interrupted included: the failure names the node it stopped
-            raise _NodeFailure(node_id, error, inputs) from error
+            raise NodeFailure(node_id, error, inputs) from error
         if any(inspect.isawaitable(result) for result in results):
             task = asyncio.ensure_future(self._await_all(node_id, results, inputs))
             run.tasks[task] = node_id
             return
         await self._complete(run, node_id, results)
 
-    def _gather(self, run: _Run, node_id: str, spec: NodeSpec) -> dict[str, list[Any]]:
+    def _gather(self, run: Run, node_id: str, spec: NodeSpec) -> dict[str, list[Any]]:
         """Each input as a list of items; lazy inputs not yet evaluated are [None]."""
         raw = run.nodes[node_id].get("inputs") or {}
         inputs: dict[str, list[Any]] = {}
@@ -311,7 +245,7 @@ class Executor:
                     inputs[item.name] = [value]
         return inputs
 
-    def _hidden_value(self, run: _Run, node_id: str, kind: str) -> Any:
+    def _hidden_value(self, run: Run, node_id: str, kind: str) -> Any:
         if kind == HIDDEN_UNIQUE_ID:
             return node_id
         if kind == HIDDEN_PROMPT:
@@ -322,7 +256,7 @@ class Executor:
             return DynamicPrompt(run.nodes, run.request.prompt)
         return None  # API keys are never kept in extra_data (they are split out on submission)
 
-    async def _wait_for_lazy(self, run: _Run, node_id: str, spec: NodeSpec, hooks: NodeHooks,
+    async def _wait_for_lazy(self, run: Run, node_id: str, spec: NodeSpec, hooks: NodeHooks,
                              inputs: dict[str, list[Any]]) -> bool:
         """Ask the node which lazy inputs it needs; request the missing ones. True if it must wait."""
         args = [self._context(run, node_id)] if hooks.wants_context else []
@@ -340,7 +274,7 @@ class Executor:
         run.schedule.wait_for(node_id, sources)
         return True
 
-    def _call(self, run: _Run, node_id: str, spec: NodeSpec, hooks: NodeHooks, arguments: dict[str, Any]) -> Any:
+    def _call(self, run: Run, node_id: str, spec: NodeSpec, hooks: NodeHooks, arguments: dict[str, Any]) -> Any:
         blocker = find_blocker(spec, arguments)
         if blocker is not None:
             return self._apply_blocker(run, node_id, spec, blocker)
@@ -356,7 +290,7 @@ class Executor:
         finally:
             CURRENT_NODE_CONTEXT.reset(token)
 
-    def _apply_blocker(self, run: _Run, node_id: str, spec: NodeSpec, blocker: ExecutionBlocker) -> ExecutionBlocker:
+    def _apply_blocker(self, run: Run, node_id: str, spec: NodeSpec, blocker: ExecutionBlocker) -> ExecutionBlocker:
         """A blocked call: report a message once (as an error event), then block silently downstream."""
         if blocker.message is not None:
             run.sink(ExecutionFailed(run.prompt_id, node_id, spec.id, list(run.executed),
@@ -367,25 +301,25 @@ class Executor:
     async def _await_all(self, node_id: str, results: list[Any], inputs: dict[str, list[Any]]) -> list[Any]:
         try:
             return [await result if inspect.isawaitable(result) else result for result in results]
-        except _NodeFailure:
+        except NodeFailure:
             raise
         except Exception as error:
-            raise _NodeFailure(node_id, error, inputs) from error
+            raise NodeFailure(node_id, error, inputs) from error
 
-    async def _complete(self, run: _Run, node_id: str, results: list[Any]) -> None:
+    async def _complete(self, run: Run, node_id: str, results: list[Any]) -> None:
         spec = self._spec(run, node_id)
         try:
             if any(isinstance(result, NodeOutput) and result.expand for result in results):
                 await self._expand(run, node_id, results)
                 return
             outputs, ui = merge_results(spec, results)
-        except _NodeFailure:
+        except NodeFailure:
             raise
         except Exception as error:
-            raise _NodeFailure(node_id, error) from error
+            raise NodeFailure(node_id, error) from error
         self._store(run, node_id, outputs, ui)
 
-    def _store(self, run: _Run, node_id: str, outputs: list[list[Any]], ui: dict[str, Any] | None) -> None:
+    def _store(self, run: Run, node_id: str, outputs: list[list[Any]], ui: dict[str, Any] | None) -> None:
         run.values[node_id] = outputs
         if ui is not None:
             run.ui[node_id] = ui
@@ -396,7 +330,7 @@ class Executor:
 
     # -- expansion --------------------------------------------------------------------------
 
-    async def _expand(self, run: _Run, node_id: str, results: list[Any]) -> None:
+    async def _expand(self, run: Run, node_id: str, results: list[Any]) -> None:
         """Splice each call's subgraph into the run; the node finishes once its result links resolve."""
         pending: list[Any] = []
         new_nodes: list[str] = []
@@ -404,7 +338,7 @@ class Executor:
             if not (isinstance(result, NodeOutput) and result.expand):
                 pending.append(result)
                 continue
-            renamed = self._splice(run, node_id, call_index, result.expand)
+            renamed = splice_subgraph(run, self.registry, node_id, call_index, result.expand)
             new_nodes.extend(renamed.values())
             values = tuple([renamed.get(str(value[0]), str(value[0])), value[1]] if is_link(value) else value
                            for value in result.values)
@@ -417,25 +351,7 @@ class Executor:
         self._request(run, sources + new_outputs)
         run.schedule.wait_for(node_id, sources)
 
-    def _splice(self, run: _Run, parent: str, call_index: int, graph: Mapping[str, Any]) -> dict[str, str]:
-        renamed = {str(local): f"{parent}.{call_index}.{local}" for local in graph}
-        for local, node in graph.items():
-            class_type = node.get("class_type")
-            if class_type not in self.registry:
-                raise _NodeFailure(parent, ValueError(f"expansion created node {local!r} of unknown type "
-                                                      f"{class_type!r}"))
-            inputs = {name: ([renamed.get(str(value[0]), str(value[0])), value[1]] if is_link(value) else value)
-                      for name, value in (node.get("inputs") or {}).items()}
-            new_id = renamed[str(local)]
-            for source in (value[0] for value in inputs.values() if is_link(value)):
-                if source not in run.nodes and source not in renamed.values():
-                    raise _NodeFailure(parent, ValueError(f"expansion node {local!r} links to unknown node {source!r}"))
-            run.nodes[new_id] = {"class_type": class_type, "inputs": inputs}
-            run.parent[new_id] = parent
-            run.display[new_id] = str(node.get("override_display_id") or run.display[parent])
-        return renamed
-
-    def _finish_expansion(self, run: _Run, node_id: str) -> None:
+    def _finish_expansion(self, run: Run, node_id: str) -> None:
         spec = self._spec(run, node_id)
         resolved = []
         for result in run.expanded.pop(node_id):
@@ -447,16 +363,16 @@ class Executor:
         outputs, ui = merge_results(spec, resolved)
         self._store(run, node_id, outputs, ui)
 
-    def _resolve_link(self, run: _Run, link: list[Any]) -> Any:
+    def _resolve_link(self, run: Run, link: list[Any]) -> Any:
         items = run.values[str(link[0])][link[1]]
         return items[0] if len(items) == 1 else items
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _spec(self, run: _Run, node_id: str) -> NodeSpec:
+    def _spec(self, run: Run, node_id: str) -> NodeSpec:
         spec = self.registry.get(run.nodes[node_id]["class_type"])
         if spec is None:
-            raise _NodeFailure(node_id, KeyError(f"unknown node type {run.nodes[node_id]['class_type']!r}"))
+            raise NodeFailure(node_id, KeyError(f"unknown node type {run.nodes[node_id]['class_type']!r}"))
         return spec
 
     def _hooks(self, spec: NodeSpec, node_id: str) -> NodeHooks:
@@ -473,7 +389,7 @@ class Executor:
         item = spec.input(name)
         return item is not None and (item.lazy or bool(item.options.get("rawLink")))
 
-    def _context(self, run: _Run, node_id: str) -> NodeContext:
+    def _context(self, run: Run, node_id: str) -> NodeContext:
         return NodeContext(
             node_id=node_id,
             display_node_id=run.display.get(node_id, node_id),
@@ -486,53 +402,25 @@ class Executor:
             report=partial(self._report, run, node_id),
         )
 
-    def _report(self, run: _Run, node_id: str, value: float, total: float, preview: Any) -> None:
+    def _report(self, run: Run, node_id: str, value: float, total: float, preview: Any) -> None:
         display = run.display.get(node_id, node_id)
         run.sink(NodeProgress(run.prompt_id, node_id, display, value, total))
         if preview is not None:
             run.sink(NodePreview(run.prompt_id, node_id, display, preview))
 
-    async def _cancel_tasks(self, run: _Run) -> None:
+    async def _cancel_tasks(self, run: Run) -> None:
         for task in run.tasks:
             task.cancel()
         if run.tasks:
             await asyncio.gather(*run.tasks, return_exceptions=True)
         run.tasks.clear()
 
-    def _history_outputs(self, run: _Run) -> dict[str, dict[str, Any]]:
-        return {node_id: ui for node_id, ui in run.ui.items() if node_id in run.schedule.requested}
-
-    def _meta(self, run: _Run) -> dict[str, dict[str, Any]]:
-        return {node_id: {"node_id": node_id, "display_node": run.display.get(node_id, node_id),
-                          "parent_node": run.parent.get(node_id), "real_node_id": node_id}
-                for node_id in self._history_outputs(run)}
-
-    def _failed(self, run: _Run, failure: _NodeFailure) -> RunResult:
+    def _failed(self, run: Run, failure: NodeFailure) -> RunResult:
         if isinstance(failure.error, Interrupted):
-            return self._interrupted(run, failure.node_id)
-        error = failure.error
-        message = str(error)
-        if isinstance(error, torch.OutOfMemoryError):
+            return interrupted(run, failure.node_id)
+        message = str(failure.error)
+        if isinstance(failure.error, torch.OutOfMemoryError):
             self.cache.offload_device_entries()
             self.free(free_memory=False)
             message = f"{message}\n{OOM_HINT}"
-        node = run.nodes.get(failure.node_id, {})
-        event = ExecutionFailed(
-            prompt_id=run.prompt_id,
-            node_id=failure.node_id,
-            node_type=node.get("class_type", ""),
-            executed=list(run.executed),
-            exception_message=message,
-            exception_type=f"{type(error).__module__}.{type(error).__qualname__}".removeprefix("builtins."),
-            traceback=traceback.format_exception(type(error), error, error.__traceback__),
-            current_inputs={name: [describe_value(item) for item in items] for name, items in failure.inputs.items()},
-            current_outputs={node_id: [] for node_id in run.values},
-        )
-        run.sink(event)
-        return RunResult("error", self._history_outputs(run), self._meta(run), run.executed, event)
-
-    def _interrupted(self, run: _Run, node_id: str | None) -> RunResult:
-        node_type = run.nodes[node_id]["class_type"] if node_id in run.nodes else None
-        event = ExecutionInterrupted(run.prompt_id, node_id, node_type, list(run.executed))
-        run.sink(event)
-        return RunResult("interrupted", self._history_outputs(run), self._meta(run), run.executed, event)
+        return failed(run, failure, message)

@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -259,7 +260,25 @@ def run_workflow(runtime: Runtime, workflow: Mapping[str, Any], overrides: list[
     request = prepare_run(runtime, workflow, overrides, extra_pnginfo)
     if isinstance(progress, TerminalProgress):
         progress.use_prompt(request.prompt)
-    return runtime.executor.run(request, progress)
+    return execute_interruptibly(runtime, request, progress)
+
+
+def execute_interruptibly(runtime: Runtime, request: RunRequest, progress: EventSink) -> RunResult:
+    """Run on a worker thread, as the server does; Ctrl-C sets the interrupt flag and the run stops cleanly.
+
+    Also keeps `asyncio.run` off the main thread: there it installs a SIGINT handler whose
+    removal reprs the finished task, result tensors included (seconds for a big graph).
+    """
+    from engine.context import InterruptFlag
+
+    interrupt = InterruptFlag()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowmill-run") as pool:
+        future = pool.submit(runtime.executor.run, request, progress, interrupt)
+        while True:
+            try:
+                return future.result()
+            except KeyboardInterrupt:
+                interrupt.set()  # the executor checks it before every node and at progress points
 
 
 def written_files(outputs: Mapping[str, Mapping[str, Any]], roots: Mapping[str, Path]) -> list[Path]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -204,8 +205,10 @@ def _widget_input(where: str, name: str, parsed: _Parsed, default: Any) -> Input
     if isinstance(widget, Choice):
         if bool(widget.options) == bool(widget.source):
             raise NodeDeclarationError(f"{where}: Choice for {name!r} needs exactly one of options= or source=")
-        chosen = widget.default if widget.default is not None else (default if has_default else None)
-        options = _clean({"default": chosen, "tooltip": widget.tooltip, "image_upload": True if widget.upload else None})
+        fallback = default if has_default else None
+        chosen = widget.default if widget.default is not None else fallback
+        upload = True if widget.upload else None
+        options = _clean({"default": chosen, "tooltip": widget.tooltip, "image_upload": upload})
         if widget.options:
             return InputSpec(name, "COMBO", options=options, choices=tuple(widget.options))
         return InputSpec(name, "COMBO", options=options, choice_source=widget.source)
@@ -276,7 +279,7 @@ def _strip_node_output(annotation: Any) -> Any:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         members = [arg for arg in typing.get_args(annotation) if arg is not NodeOutput]
         if len(members) < len(typing.get_args(annotation)):
-            return typing.Union[tuple(members)] if len(members) > 1 else members[0]
+            return functools.reduce(operator.or_, members) if len(members) > 1 else members[0]
     return annotation
 
 

@@ -43,7 +43,9 @@ def request_error(kind: str, message: str, details: str = "", extra_info: dict |
 
 def is_link(value: Any) -> bool:
     """A 2-element list [node_id, slot] in an API prompt is a link; anything else a literal."""
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)) and isinstance(value[1], int)
+    if not (isinstance(value, list) and len(value) == 2):
+        return False
+    return isinstance(value[0], (str, int)) and isinstance(value[1], int) and not isinstance(value[1], bool)
 
 
 def _input_error(kind: str, message: str, item: InputSpec, value: Any = None, **extra: Any) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def _resolve(request: web.Request, folder_type: str, subfolder: str, filename: s
         relative = posixpath.join(subfolder, filename) if subfolder else filename
         return resolve_under(root, relative)
     except UnsafePathError as error:
-        raise _bad_request(str(error), 403 if "leaves" in str(error) else 400)
+        raise _bad_request(str(error), 403 if "leaves" in str(error) else 400) from None
 
 
 @file_routes.get("/view")
@@ -100,7 +100,7 @@ def _check_image(data: bytes, name: str) -> None:
             image.load()
     except ImageDecodeError as error:
         unsupported = "format" in str(error).lower() or "cannot identify" in str(error).lower()
-        raise _bad_request(str(error), 415 if unsupported else 400)
+        raise _bad_request(str(error), 415 if unsupported else 400) from None
 
 
 def _free_name(path: Path, data: bytes, overwrite: bool) -> tuple[Path, bool]:
@@ -134,7 +134,7 @@ def _store_upload(request: web.Request, fields: dict[str, str], filename: str, d
             atomic_write_bytes(path, data)
         except (FileExistsError, NotADirectoryError, IsADirectoryError) as error:
             # A name that collides with an existing file or folder; say so without the server path.
-            raise _bad_request(f"cannot store {filename!r} in {subfolder!r}: {error.strerror}")
+            raise _bad_request(f"cannot store {filename!r} in {subfolder!r}: {error.strerror}") from None
     return {"name": path.name, "subfolder": subfolder, "type": folder_type}
 
 
@@ -149,7 +149,7 @@ async def upload_mask(request: web.Request) -> web.Response:
         original = _resolve(request, reference.get("type", "input"), reference.get("subfolder", ""),
                             reference["filename"])
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise _bad_request("original_ref must be JSON with filename, subfolder and type")
+        raise _bad_request("original_ref must be JSON with filename, subfolder and type") from None
     if not original.is_file():
         raise _bad_request(f"original image not found: {reference['filename']}", 404)
     merged = await off_loop(_merge_alpha, original, data)
@@ -176,7 +176,7 @@ async def list_models(request: web.Request) -> web.Response:
     try:
         return web.json_response(await off_loop(folders.list_models, request.match_info["folder"]))
     except UnsafePathError as error:
-        raise _bad_request(str(error), 404)
+        raise _bad_request(str(error), 404) from None
 
 
 @file_routes.get("/embeddings")
@@ -210,7 +210,7 @@ async def extension_file(request: web.Request) -> web.StreamResponse:
     try:
         path = resolve_under(Path(root), request.match_info["path"])
     except UnsafePathError as error:
-        raise _bad_request(str(error), 403)
+        raise _bad_request(str(error), 403) from None
     if not path.is_file():
         raise _bad_request("not found", 404)
     return file_response(path, path.name) if path.suffix != ".js" else web.FileResponse(

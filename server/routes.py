@@ -41,7 +41,7 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(await request.read() or b"{}")
     except (ValueError, RecursionError) as error:  # deeply nested JSON overflows the parser's stack
         raise web.HTTPBadRequest(text=json.dumps({"error": request_error("invalid_prompt", "Body is not valid "
-                                 "JSON", str(error)), "node_errors": {}}), content_type="application/json")
+                                 "JSON", str(error)), "node_errors": {}}), content_type="application/json") from None
 
 
 def broadcast_status(app: web.Application) -> None:
@@ -152,7 +152,7 @@ async def get_history(request: web.Request) -> web.Response:
         max_items = int(request.query["max_items"]) if "max_items" in request.query else None
         offset = int(request.query["offset"]) if "offset" in request.query else None
     except ValueError:
-        raise web.HTTPBadRequest(text="max_items and offset must be integers")
+        raise web.HTTPBadRequest(text="max_items and offset must be integers") from None
     return web.json_response(await off_loop(request.app[STORE].history, max_items, offset))
 
 
