@@ -161,8 +161,13 @@ class OutputCache:
         self._enforce_budget(protect=None)
 
     def _enforce_budget(self, protect: bytes | None) -> None:
+        # Checked first so a put within budget costs O(1): scanning every entry on each put
+        # made a 10,000-node run quadratic.
+        device_over = self._device_total > self.budget.device_bytes
+        if not device_over and self._host_total <= self.budget.host_bytes:
+            return
         on_cpu = self.budget.device.type == "cpu"
-        if not on_cpu:
+        if device_over and not on_cpu:
             for key, entry in list(self._entries.items()):
                 if self._device_total <= self.budget.device_bytes:
                     break

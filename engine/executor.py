@@ -89,8 +89,17 @@ class Executor:
 
     def run(self, request: RunRequest, sink: EventSink = discard_events,
             interrupt: InterruptFlag | None = None) -> RunResult:
-        """Run a prompt to completion on the calling thread (the worker's); never raises for node errors."""
-        return asyncio.run(self.run_async(request, sink, interrupt or InterruptFlag()))
+        """Run a prompt to completion on the calling thread (the worker's); never raises for node errors.
+
+        A private loop rather than `asyncio.run`: on the main thread that installs a SIGINT
+        handler, and Ctrl-C must instead reach the caller, which sets the interrupt flag.
+        """
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(self.run_async(request, sink, interrupt or InterruptFlag()))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     def free(self, *, free_memory: bool) -> None:
         """Drop cached outputs (and node instances) when asked to free memory; collect garbage."""

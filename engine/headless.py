@@ -38,7 +38,7 @@ from engine.events import (
 )
 
 if TYPE_CHECKING:
-    from engine.executor import RunRequest, RunResult
+    from engine.run_state import RunRequest, RunResult
     from engine.runtime import Runtime
 
 PngTextReader = Callable[[Path], Mapping[str, str]]
@@ -236,12 +236,12 @@ def _describe_error(item: Mapping[str, Any]) -> str:
 def prepare_run(runtime: Runtime, workflow: Mapping[str, Any], overrides: Sequence[str],
                 extra_pnginfo: Mapping[str, Any] | None = None) -> RunRequest:
     """Convert, override and validate a workflow into a RunRequest; raise WorkflowError if invalid."""
-    from engine.executor import RunRequest
+    from engine.run_state import RunRequest
     from engine.validation import validate_prompt
 
     object_info = runtime.registry.object_info(runtime.folders.choices)
     prompt = apply_overrides(to_api_prompt(workflow, object_info), overrides, object_info)
-    result = validate_prompt(prompt, runtime.registry, choices=runtime.folders.choices)
+    result = validate_prompt(prompt, runtime.registry, folders=runtime.folders)
     if not result.ok:
         raise WorkflowError(format_validation_errors(result.error, result.node_errors, prompt))
     if extra_pnginfo is None and is_ui_workflow(workflow):
@@ -252,7 +252,7 @@ def prepare_run(runtime: Runtime, workflow: Mapping[str, Any], overrides: Sequen
 
 def run_workflow(runtime: Runtime, workflow: Mapping[str, Any], overrides: list[str], progress: EventSink,
                  *, extra_pnginfo: Mapping[str, Any] | None = None) -> RunResult:
-    """Run a workflow (API or UI format) to completion on this thread.
+    """Run a workflow (API or UI format) to completion; blocks until it ends.
 
     Raises WorkflowError when it cannot start (bad override, conversion, validation); node
     failures come back as a RunResult with status "error" and are reported to `progress`.
@@ -264,11 +264,7 @@ def run_workflow(runtime: Runtime, workflow: Mapping[str, Any], overrides: list[
 
 
 def execute_interruptibly(runtime: Runtime, request: RunRequest, progress: EventSink) -> RunResult:
-    """Run on a worker thread, as the server does; Ctrl-C sets the interrupt flag and the run stops cleanly.
-
-    Also keeps `asyncio.run` off the main thread: there it installs a SIGINT handler whose
-    removal reprs the finished task, result tensors included (seconds for a big graph).
-    """
+    """Run on a worker thread, as the server does; Ctrl-C sets the interrupt flag and the run stops cleanly."""
     from engine.context import InterruptFlag
 
     interrupt = InterruptFlag()

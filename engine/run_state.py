@@ -39,7 +39,7 @@ class RunResult:
     meta: dict[str, dict[str, Any]]
     executed: list[str]
     failure: ExecutionFailed | ExecutionInterrupted | None = None
-    values: dict[str, list[list[Any]]] = field(default_factory=dict)
+    values: dict[str, list[list[Any]]] = field(default_factory=dict, repr=False)  # every node's outputs
 
 
 class DynamicPrompt:

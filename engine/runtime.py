@@ -66,7 +66,7 @@ def build_registry(settings: Settings) -> NodeRegistry:
     registry = NodeRegistry()
     registry.discover("nodes")
     if settings.custom_nodes_dir is not None and settings.custom_nodes_dir.is_dir():
-        from engine.comfy_v1 import load_custom_nodes
+        from engine.comfy_packs import load_custom_nodes
 
         load_custom_nodes(registry, settings.custom_nodes_dir, enabled=not settings.safe_mode)
     return registry

@@ -303,9 +303,9 @@ class ComfyClient:
 def _safe_relative(subfolder: str, filename: str) -> Path:
     """A relative path from the server's names; refuses anything that could leave the folder."""
     parts = [part for part in PurePosixPath(subfolder.replace("\\", "/")).parts if part not in ("", ".")]
-    name = PurePosixPath(filename.replace("\\", "/"))
-    if not filename or len(name.parts) != 1 or any(part == ".." or part.startswith("/") for part in parts + [filename]):
-        raise ClientError(f"refusing to write a server-named file outside the output folder: {subfolder!r}/{filename!r}")
+    single = len(PurePosixPath(filename.replace("\\", "/")).parts) == 1
+    if not single or any(part == ".." or part.startswith("/") for part in [*parts, filename]):
+        raise ClientError(f"refusing to write a file named by the server outside {subfolder!r}: {filename!r}")
     return Path(*parts, filename)
 
 

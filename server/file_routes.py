@@ -1,7 +1,7 @@
 """Routes that read or write files: `/view`, uploads, model listings, extensions, the index page.
 
 Every path from a request goes through `engine.paths.resolve_under` (real paths on both
-sides), and files are served through `server.security.file_response`, which turns HTML,
+sides), and files are served through `server.serving.file_response`, which turns HTML,
 SVG, XML and script types into downloads. Uploads must decode as an allowed image format
 within the pixel budget before anything is written, and are written atomically.
 """
@@ -21,7 +21,7 @@ from engine.media import ImageDecodeError, atomic_write_bytes, encode_png, open_
 from engine.paths import MODEL_FOLDERS, UnsafePathError, resolve_under
 from server.appkeys import RUNTIME, WEB_DIR
 from server.routes import off_loop
-from server.security import file_response
+from server.serving import file_response
 
 file_routes = web.RouteTableDef()
 PREVIEW_FORMATS = {"webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}

@@ -2,8 +2,9 @@
 
 Owns the bind policy (`check_bind`), the optional access token, the one middleware that every
 request passes through (Host allowlist, token, cross-site defence, content-type gate, body-size
-caps), the headers added to every response, and the helpers `/view` uses to serve user files
-without letting a browser render them as active content (security.md §1.2, §1.5, §1.7, §3).
+caps), the headers added to every response and the redacting access log (security.md §1.5,
+§1.6, §1.7, §3). How user files are served (content types, Content-Disposition) is
+server/serving.py's job, not this module's.
 
 Uses aiohttp and the standard library only: it never imports torch or the engine. There is no
 module-level mutable state; the configuration is captured by the middleware closure.
@@ -14,13 +15,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import mimetypes
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import quote
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
@@ -40,29 +38,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; "
     "style-src 'self' 'unsafe-inline'; script-src 'self'"
 )
-# Types a browser would execute or render as a document in our origin (stored XSS). Any
-# "*+xml" and "*/xml" type is dangerous as well; see is_dangerous_content_type.
-DANGEROUS_CONTENT_TYPES = frozenset(
-    {
-        "text/html",
-        "application/xhtml+xml",
-        "text/javascript",
-        "application/javascript",
-        "application/x-javascript",
-        "text/ecmascript",
-        "application/ecmascript",
-        "text/jscript",
-        "text/css",
-        "image/svg+xml",
-        "text/xml",
-        "application/xml",
-        "text/xsl",
-        "message/rfc822",  # MHT web archives
-        "multipart/related",
-        "application/x-mimearchive",
-    }
-)
-OCTET_STREAM = "application/octet-stream"
 # Token characters that survive a cookie value, a websocket subprotocol and a header unquoted.
 _MIN_TOKEN_CHARS = 16
 _TOKEN_PATTERN = re.compile(rf"[A-Za-z0-9._~-]{{{_MIN_TOKEN_CHARS},}}")
@@ -488,59 +463,3 @@ class RedactingAccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info('%s "%s %s" %d %.3fs', request.remote, request.method, request.path, response.status, time)
-
-
-# --------------------------------------------------------------------------- serving user files
-
-
-def normalise_content_type(content_type: str | None) -> str:
-    """The bare, lowercased type: "Text/HTML; charset=utf-8" becomes "text/html"."""
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def is_dangerous_content_type(content_type: str | None) -> bool:
-    """True for types a browser would run or render as a page in our origin."""
-    normalised = normalise_content_type(content_type)
-    return normalised in DANGEROUS_CONTENT_TYPES or normalised.endswith(("+xml", "/xml"))
-
-
-def served_content_type(path: Path, download_name: str) -> str:
-    """The Content-Type `file_response` sends: the guessed type, or octet-stream if dangerous.
-
-    Both the file's own name and the download name are checked, so renaming cannot smuggle
-    an HTML or SVG file out as something harmless.
-    """
-    guesses = [mimetypes.guess_type(name)[0] for name in (path.name, download_name)]
-    if any(is_dangerous_content_type(guess) for guess in guesses) or guesses[0] is None:
-        return OCTET_STREAM
-    return normalise_content_type(guesses[0])
-
-
-def content_disposition(disposition: str, filename: str) -> str:
-    """A Content-Disposition value with an ASCII fallback and an RFC 5987 `filename*`.
-
-    The fallback replaces quotes, backslashes, '%', ';' and non-ASCII characters, so a
-    crafted name cannot end the quoted string or inject header parameters.
-    """
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1] or "download"
-    fallback = "".join(char if " " <= char <= "~" and char not in '"\\%;' else "_" for char in name)
-    encoded = quote(name, safe="!#$&+^`|", errors="replace")
-    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
-
-
-def file_response(path: Path, download_name: str) -> web.StreamResponse:
-    """Serve a user file (`/view`); dangerous types as an `application/octet-stream` download.
-
-    `path` must come from `engine.paths.resolve_under`, which resolves every symlink; a
-    symlink found here means the file was swapped after that check, so it is not followed.
-    """
-    if path.is_symlink():
-        return web.json_response({"error": "file not found"}, status=404, headers={"X-Content-Type-Options": "nosniff"})
-    content_type = served_content_type(path, download_name)
-    disposition = "attachment" if content_type == OCTET_STREAM else "inline"
-    headers = {
-        hdrs.CONTENT_TYPE: content_type,
-        hdrs.CONTENT_DISPOSITION: content_disposition(disposition, download_name),
-        "X-Content-Type-Options": "nosniff",
-    }
-    return web.FileResponse(path, headers=headers)

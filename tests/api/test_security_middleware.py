@@ -27,17 +27,15 @@ from server.security import (
     SecurityConfig,
     SecurityError,
     check_bind,
-    content_disposition,
-    file_response,
     generate_token,
     install_response_headers,
     install_security,
-    is_dangerous_content_type,
     is_loopback_address,
     security_middleware,
     token_matches,
     token_subprotocols,
 )
+from server.serving import content_disposition, file_response, is_dangerous_content_type
 
 TOKEN = "test-token-0123456789abcdef"
 CALLS = web.AppKey("calls", Counter)

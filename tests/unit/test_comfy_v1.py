@@ -19,14 +19,8 @@ from typing import Any
 import pytest
 import torch
 
-from engine.comfy_v1 import (
-    FLOWMILL_ROOT,
-    SHIMS_DIR,
-    V1ClassError,
-    load_custom_nodes,
-    shadowed_flowmill_names,
-    spec_from_v1_class,
-)
+from engine.comfy_packs import FLOWMILL_ROOT, SHIMS_DIR, load_custom_nodes, shadowed_flowmill_names
+from engine.comfy_v1 import V1ClassError, spec_from_v1_class
 from engine.context import CURRENT_NODE_CONTEXT, Interrupted, NodeContext
 from engine.paths import Folders
 from engine.registry import NodeRegistry

@@ -1,0 +1,136 @@
+"""Flowmill's command line: `serve` (the default), `run WORKFLOW` (headless), `submit WORKFLOW`.
+
+The composition root: it parses flags, builds `Settings` and hands them to the runtime,
+server or client. Heavy imports (torch, the engine, aiohttp) happen inside the subcommand
+that needs them, so `submit` never loads torch. Exit codes: 0 success, 1 workflow error
+(validation or execution), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+SET_HELP = "set an input; NODE is a node id or a unique title, VALUE is JSON if it parses, else a string"
+
+
+def _override(text: str) -> str:
+    target, equals, _ = text.partition("=")
+    if not equals or "." not in target:
+        raise argparse.ArgumentTypeError(f"{text!r} must look like NODE.INPUT=VALUE")
+    return text
+
+
+def _cache(text: str) -> Any:
+    from engine.cache import CachePolicy  # imports torch, so only serve and run call this
+
+    try:
+        return CachePolicy.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _engine_flags(parser: argparse.ArgumentParser, out_flags: tuple[str, ...]) -> None:
+    parser.add_argument("--models-dir", type=Path)
+    parser.add_argument("--input-dir", type=Path)
+    parser.add_argument(*out_flags, dest="output_dir", type=Path, help="where outputs are written")
+    parser.add_argument("--cache", default="classic", help="output cache: classic, lru:N or none")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    parser.add_argument("--custom-nodes-dir", type=Path, default=Path("custom_nodes"))
+    parser.add_argument("--safe-mode", action="store_true", help="do not load custom nodes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description="Flowmill: node-based diffusion workflows.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{serve,run,submit}")
+    serve = commands.add_parser("serve", help="serve the canvas and the ComfyUI API (the default)")
+    serve.add_argument("--listen", action="append", help="address to bind (repeat or comma-separate); 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8188)
+    serve.add_argument("--token", help="access token for remote use; 'auto' generates and prints one")
+    serve.add_argument("--insecure-no-auth", action="store_true", help="allow a non-loopback bind without a token")
+    _engine_flags(serve, ("--output-dir", "--out"))
+    run = commands.add_parser("run", help="run a workflow file (.json API/UI, or .png) here, headless")
+    run.add_argument("workflow", type=Path)
+    run.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="NODE.INPUT=V",
+                     help=SET_HELP)
+    _engine_flags(run, ("--out", "--output-dir"))
+    submit = commands.add_parser("submit", help="queue a workflow file on a running server and fetch its images")
+    submit.add_argument("workflow", type=Path)
+    submit.add_argument("--server", required=True, help="e.g. http://127.0.0.1:8188")
+    submit.add_argument("--set", dest="overrides", action="append", type=_override, default=[],
+                        metavar="NODE.INPUT=V", help=SET_HELP)
+    submit.add_argument("--out", type=Path, default=Path("output"), help="where downloaded images go")
+    submit.add_argument("--token", help="the server's access token")
+    return parser
+
+
+def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
+    from engine.runtime import Settings
+
+    try:
+        cache = _cache(args.cache)
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
+    return Settings(models_dir=args.models_dir, input_dir=args.input_dir, output_dir=args.output_dir, cache=cache,
+                    force_cpu=args.cpu, custom_nodes_dir=args.custom_nodes_dir, safe_mode=args.safe_mode)
+
+
+def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from server.security import SecurityConfig, SecurityError, generate_token
+
+    listen = [part.strip() for item in (args.listen or ["127.0.0.1"]) for part in item.split(",")]
+    token = generate_token() if args.token == "auto" else args.token
+    try:  # before anything heavy loads, so a refused bind fails in well under a second
+        security = SecurityConfig(listen=listen, port=args.port, token=token, insecure_no_auth=args.insecure_no_auth)
+    except SecurityError as error:
+        print(f"flowmill: {error}", file=sys.stderr)
+        return 2
+    if args.token == "auto":
+        print(f"Access token: {token}", flush=True)
+    from engine.runtime import build_runtime
+    from server.app import serve as serve_app
+
+    serve_app(build_runtime(_settings(args, parser)), security)
+    return 0
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if not args.workflow.is_file():
+        parser.error(f"workflow file not found: {args.workflow}")
+    from engine.headless import TerminalProgress, WorkflowError, load_workflow_file, run_workflow, written_files
+    from engine.runtime import build_runtime
+
+    try:
+        workflow, extra_pnginfo = load_workflow_file(args.workflow)
+        runtime = build_runtime(_settings(args, parser))
+        result = run_workflow(runtime, workflow, args.overrides, TerminalProgress(), extra_pnginfo=extra_pnginfo)
+    except WorkflowError as error:
+        print(f"flowmill: {error}", file=sys.stderr)
+        return 1
+    roots = {"output": runtime.folders.output_dir, "temp": runtime.folders.temp_dir}
+    for path in written_files(result.outputs, roots):
+        print(path)
+    return 0 if result.status == "success" else 1
+
+
+def submit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if not args.workflow.is_file():
+        parser.error(f"workflow file not found: {args.workflow}")
+    from server.client import submit_workflow
+
+    return submit_workflow(args.workflow, args.server, args.overrides, out_dir=args.out, token=args.token)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "serve")  # `python main.py [--flags]` serves, as ComfyUI's main.py does
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return {"serve": serve, "run": run, "submit": submit}[args.command](args, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
