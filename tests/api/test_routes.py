@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from typing import Any
@@ -148,8 +149,6 @@ async def test_invalid_output_is_dropped_while_valid_ones_run(session: Session) 
 
 
 async def test_script_style_post_without_json_content_type_is_accepted(client: TestClient) -> None:
-    import json
-
     response = await client.post("/prompt", data=json.dumps({"prompt": image_graph()}).encode(),
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status == 200
@@ -348,3 +347,24 @@ async def test_deeply_nested_json_is_a_clean_400(client: TestClient) -> None:
                                  headers={"Content-Type": "application/json"})
     assert response.status == 400
     assert (await (await client.get("/prompt")).json()) == {"exec_info": {"queue_remaining": 0}}
+
+
+async def test_previews_arrive_as_binary_frames_in_both_formats(session: Session, client: TestClient) -> None:
+    graph = {"1": {"class_type": "StubImage", "inputs": {"content": "WHITE", "height": 2, "width": 2,
+                                                         "batch_size": 1}},
+             "2": {"class_type": "StubPreview", "inputs": {"value": ["1", 0]}},
+             "3": {"class_type": "StubOutput", "inputs": {"value": ["2", 0]}}}
+    _, messages = await session.run(graph)
+    frame = next(data["bytes"] for kind, data in messages if kind == "<binary>")
+    event_type, image_format = struct.unpack(">II", frame[:8])
+    assert (event_type, image_format) == (1, 1)
+    assert Image.open(io.BytesIO(frame[8:])).getpixel((8, 8))[0] > 200
+    await session.socket.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+    graph["2"]["inputs"]["value"] = ["1", 0]
+    graph["1"]["inputs"]["content"] = "BLACK"  # a change, so the preview node runs again
+    prompt_id, messages = await session.run(graph)
+    frame = next(data["bytes"] for kind, data in messages if kind == "<binary>")
+    event_type, length = struct.unpack(">II", frame[:8])
+    metadata = json.loads(frame[8:8 + length])
+    assert event_type == 4 and metadata["node_id"] == "2" and metadata["prompt_id"] == prompt_id
+    assert Image.open(io.BytesIO(frame[8 + length:])).size == (16, 16)
