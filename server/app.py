@@ -29,6 +29,7 @@ from server.ws import SocketHub
 log = logging.getLogger(__name__)
 DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DB_NAME = "flowmill-queue.sqlite3"
+WATCHDOG_SECONDS = 5.0
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -71,12 +72,21 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.warning("marked %d prompt(s) interrupted: they were running when the server stopped", len(recovered))
     worker.bridge.attach(asyncio.get_running_loop())
     worker.start()
+    watchdog = asyncio.ensure_future(_watch_worker(worker))
     try:
         yield
     finally:
+        watchdog.cancel()
         await app[HUB].close_all()
         await asyncio.get_running_loop().run_in_executor(None, worker.stop)
         store.close()
+
+
+async def _watch_worker(worker: PromptWorker) -> None:
+    """Restart the worker thread if it ever dies, even when no new prompt arrives to wake it."""
+    while True:
+        await asyncio.sleep(WATCHDOG_SECONDS)
+        worker.ensure_running()
 
 
 def describe_bind(security: SecurityConfig) -> str:

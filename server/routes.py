@@ -86,6 +86,7 @@ async def post_prompt(request: web.Request) -> web.Response:
                                   "node_errors": {}}, status=400)
     request.app[WORKER].wake()
     broadcast_status(request.app)
+    number = int(number) if float(number).is_integer() else float(number)  # ComfyUI sends whole numbers as ints
     return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": checked.node_errors})
 
 

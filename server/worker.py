@@ -107,6 +107,8 @@ class PromptWorker:
         self._thread.start()
 
     def ensure_running(self) -> None:
+        if self._stopping.is_set():
+            return
         if self._thread is None or not self._thread.is_alive():
             log.error("the prompt worker had stopped; starting a new one")
             self.start()

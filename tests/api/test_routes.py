@@ -152,6 +152,7 @@ async def test_script_style_post_without_json_content_type_is_accepted(client: T
     response = await client.post("/prompt", data=json.dumps({"prompt": image_graph()}).encode(),
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status == 200
+    assert isinstance((await response.json())["number"], int)
 
 
 async def test_failing_node_reports_error_then_next_prompt_runs(session: Session, client: TestClient) -> None:
