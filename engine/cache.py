@@ -50,6 +50,9 @@ def map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
 
 def tensor_bytes(value: Any) -> tuple[int, int]:
     """(bytes on an accelerator, bytes in host memory) of the tensors inside `value`."""
+    if isinstance(value, list) and all(isinstance(slot, list) and all(isinstance(item, torch.Tensor)
+                                                                       for item in slot) for slot in value):
+        return _flat_tensor_bytes(value)  # the common shape of node outputs, counted without recursion
     totals = [0, 0]
 
     def count(tensor: torch.Tensor) -> torch.Tensor:
@@ -58,6 +61,18 @@ def tensor_bytes(value: Any) -> tuple[int, int]:
 
     map_tensors(value, count)
     return totals[0], totals[1]
+
+
+def _flat_tensor_bytes(outputs: list[list[torch.Tensor]]) -> tuple[int, int]:
+    device = host = 0
+    for slot in outputs:
+        for tensor in slot:
+            size = tensor.element_size() * tensor.nelement()
+            if tensor.device.type == "cpu":
+                host += size
+            else:
+                device += size
+    return device, host
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,40 +73,67 @@ def encode_preview(image: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _executing(event: NodeStarted) -> list[Message]:
+    return [Message("executing", {"node": event.node_id, "display_node": event.display_node_id,
+                                  "prompt_id": event.prompt_id})]
+
+
+def _progress(event: NodeProgress) -> list[Message]:
+    return [Message("progress", {"value": event.value, "max": event.max, "prompt_id": event.prompt_id,
+                                 "node": event.node_id}),
+            _progress_state(event, "finished" if event.value >= event.max else "running")]
+
+
+def _executed(event: NodeFinished) -> list[Message]:
+    if event.ui is None:
+        return []
+    return [Message("executed", {"node": event.node_id, "display_node": event.display_node_id,
+                                 "output": event.ui, "prompt_id": event.prompt_id})]
+
+
+def _preview(event: NodePreview) -> list[Message]:
+    return [Message("preview", {"node_id": event.node_id, "display_node_id": event.display_node_id,
+                                "prompt_id": event.prompt_id, "image_type": "image/jpeg"},
+                    image=encode_preview(event.image))]
+
+
+def _started(event: ExecutionStarted) -> list[Message]:
+    return [Message("execution_start", {"prompt_id": event.prompt_id, "timestamp": event.timestamp})]
+
+
+def _cached(event: NodesCached) -> list[Message]:
+    return [Message("execution_cached", {"nodes": event.nodes, "prompt_id": event.prompt_id})]
+
+
+def _succeeded(event: ExecutionSucceeded) -> list[Message]:
+    return [Message("execution_success", {"prompt_id": event.prompt_id, "timestamp": event.timestamp})]
+
+
+def _failed(event: ExecutionFailed) -> list[Message]:
+    return [Message("execution_error", {
+        "prompt_id": event.prompt_id, "node_id": event.node_id, "node_type": event.node_type,
+        "executed": event.executed, "exception_message": event.exception_message,
+        "exception_type": event.exception_type, "traceback": event.traceback,
+        "current_inputs": event.current_inputs, "current_outputs": event.current_outputs})]
+
+
+def _interrupted(event: ExecutionInterrupted) -> list[Message]:
+    return [Message("execution_interrupted", {"prompt_id": event.prompt_id, "node_id": event.node_id,
+                                              "node_type": event.node_type, "executed": event.executed})]
+
+
+# One lookup per event instead of an isinstance chain: this runs for every node of every prompt.
+_TRANSLATORS: dict[type, Callable[[Any], list[Message]]] = {
+    NodeStarted: _executing, NodeProgress: _progress, NodeFinished: _executed, NodePreview: _preview,
+    ExecutionStarted: _started, NodesCached: _cached, ExecutionSucceeded: _succeeded,
+    ExecutionFailed: _failed, ExecutionInterrupted: _interrupted,
+}
+
+
 def messages_for(event: Event) -> list[Message]:
     """The websocket messages for one executor event (runs on the worker thread)."""
-    if isinstance(event, NodeStarted):
-        return [Message("executing", {"node": event.node_id, "display_node": event.display_node_id,
-                                      "prompt_id": event.prompt_id})]
-    if isinstance(event, NodeProgress):
-        return [Message("progress", {"value": event.value, "max": event.max, "prompt_id": event.prompt_id,
-                                     "node": event.node_id}),
-                _progress_state(event, "finished" if event.value >= event.max else "running")]
-    if isinstance(event, NodeFinished):
-        if event.ui is None:
-            return []
-        return [Message("executed", {"node": event.node_id, "display_node": event.display_node_id,
-                                     "output": event.ui, "prompt_id": event.prompt_id})]
-    if isinstance(event, NodePreview):
-        return [Message("preview", {"node_id": event.node_id, "display_node_id": event.display_node_id,
-                                    "prompt_id": event.prompt_id, "image_type": "image/jpeg"},
-                        image=encode_preview(event.image))]
-    if isinstance(event, ExecutionStarted):
-        return [Message("execution_start", {"prompt_id": event.prompt_id, "timestamp": event.timestamp})]
-    if isinstance(event, NodesCached):
-        return [Message("execution_cached", {"nodes": event.nodes, "prompt_id": event.prompt_id})]
-    if isinstance(event, ExecutionSucceeded):
-        return [Message("execution_success", {"prompt_id": event.prompt_id, "timestamp": event.timestamp})]
-    if isinstance(event, ExecutionFailed):
-        return [Message("execution_error", {
-            "prompt_id": event.prompt_id, "node_id": event.node_id, "node_type": event.node_type,
-            "executed": event.executed, "exception_message": event.exception_message,
-            "exception_type": event.exception_type, "traceback": event.traceback,
-            "current_inputs": event.current_inputs, "current_outputs": event.current_outputs})]
-    if isinstance(event, ExecutionInterrupted):
-        return [Message("execution_interrupted", {"prompt_id": event.prompt_id, "node_id": event.node_id,
-                                                  "node_type": event.node_type, "executed": event.executed})]
-    return []
+    translate = _TRANSLATORS.get(type(event))
+    return translate(event) if translate else []
 
 
 def binary_frame(message: Message, with_metadata: bool) -> bytes:

@@ -26,13 +26,20 @@ from server.store import PromptStore, QueueItem
 
 log = logging.getLogger(__name__)
 IDLE_GC_SECONDS = 10.0
+FLUSH_INTERVAL = 0.01  # seconds; the longest a message waits for its batch
 Delivery = list[tuple[Message, str | None]]
 # Broadcast even when the prompt has a client id (ComfyUI: status and interrupts go to all).
 _BROADCAST_TYPES = frozenset({"execution_interrupted"})
 
 
 class EventBridge:
-    """Thread-safe hand-off of messages from the worker thread to the event loop."""
+    """Thread-safe hand-off of messages from the worker thread to the event loop.
+
+    Deliveries are paced: after a flush, the next one waits until FLUSH_INTERVAL has passed,
+    so a burst of fast nodes reaches the sockets as one batch (one corked write) instead of
+    one send per message, which profiling showed to be half the server's time. A message
+    after a quiet spell, and an `urgent` one (the end of a prompt), goes out at once.
+    """
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -40,6 +47,8 @@ class EventBridge:
         self._lock = threading.Lock()
         self._pending: Delivery = []
         self._scheduled = False
+        self._urgent = False
+        self._last_flush = 0.0
 
     def connect(self, deliver: Callable[[Delivery], None]) -> None:
         """Where batches go (the socket hub); called once while the app is built."""
@@ -49,20 +58,30 @@ class EventBridge:
         """The loop that delivers; known only once the server is starting."""
         self._loop = loop
 
-    def post(self, message: Message, target: str | None) -> None:
+    def post(self, message: Message, target: str | None, *, urgent: bool = False) -> None:
         with self._lock:
             if self._supersedes(message):
                 del self._pending[-2:]  # the unsent update of the same node is out of date
             self._pending.append((message, target))
-            if self._scheduled:
+            if urgent and not self._urgent:
+                self._urgent = True
+            elif self._scheduled:
                 return
             self._scheduled = True
         if self._loop is None:
             return
         try:
-            self._loop.call_soon_threadsafe(self._flush)
+            self._loop.call_soon_threadsafe(self._schedule_flush)
         except RuntimeError:  # the loop is closed: the server is shutting down
             pass
+
+    def _schedule_flush(self) -> None:
+        assert self._loop is not None
+        wait = self._last_flush + FLUSH_INTERVAL - self._loop.time()
+        if wait <= 0 or self._urgent:
+            self._flush()
+        else:
+            self._loop.call_later(wait, self._flush)
 
     def _supersedes(self, message: Message) -> bool:
         """True when the newest pending pair is a `progress`/`progress_state` of the same node."""
@@ -74,8 +93,11 @@ class EventBridge:
 
     def _flush(self) -> None:
         with self._lock:
-            batch, self._pending, self._scheduled = self._pending, [], False
-        self._deliver(batch)
+            batch, self._pending, self._scheduled, self._urgent = self._pending, [], False, False
+        if self._loop is not None:
+            self._last_flush = self._loop.time()
+        if batch:
+            self._deliver(batch)
 
 
 @dataclass
@@ -196,8 +218,8 @@ class PromptWorker:
             self._store.finish(item.prompt_id, state, messages=history, outputs=outputs, meta=meta)
         except Exception:
             log.exception("could not record the history of prompt %s", item.prompt_id)
-        self.bridge.post(prompt_done_message(item.prompt_id), client_id)
-        self.bridge.post(status_message(self._store.queue_remaining()), None)
+        self.bridge.post(prompt_done_message(item.prompt_id), client_id, urgent=True)
+        self.bridge.post(status_message(self._store.queue_remaining()), None, urgent=True)
 
     def _publish(self, running: _Running, event: Event, history: list[list]) -> None:
         for message in messages_for(event):

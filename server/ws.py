@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -26,10 +29,35 @@ MAX_CLIENT_MESSAGE = 64 * 1024
 SERVER_FEATURES_BASE = {"supports_preview_metadata": True}
 
 
+@contextmanager
+def _coalesced(raw_socket: Any) -> Iterator[None]:
+    """Hold a burst of frames in the kernel and send them together (Linux TCP_CORK).
+
+    Without it every frame is its own send() and, on loopback, its own packet delivery:
+    profiled, that was half the server's time on a 10,000-node prompt. Uncorking flushes at
+    once, so nothing waits for a timer. Elsewhere (no TCP_CORK, or no socket) this does nothing.
+    """
+    cork = getattr(socket, "TCP_CORK", None)
+    if cork is None or raw_socket is None:
+        yield
+        return
+    try:
+        raw_socket.setsockopt(socket.IPPROTO_TCP, cork, 1)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with suppress(OSError):
+            raw_socket.setsockopt(socket.IPPROTO_TCP, cork, 0)
+
+
 @dataclass
 class _Client:
     sid: str
     socket: web.WebSocketResponse
+    raw_socket: Any = None
     queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE_LIMIT))
     wants_metadata: bool = False
     sender: asyncio.Task | None = None
@@ -73,40 +101,45 @@ class SocketHub:
 
     async def _send_loop(self, client: _Client) -> None:
         while True:
-            message = await client.queue.get()
+            # Wake once per burst, not once per message: a 10,000-node prompt sends 10,000 messages.
+            batch = [await client.queue.get()]
+            while not client.queue.empty():
+                batch.append(client.queue.get_nowait())
             try:
-                if message.is_binary:
-                    await client.socket.send_bytes(binary_frame(message, client.wants_metadata))
-                else:
-                    await client.socket.send_str(json.dumps({"type": message.type, "data": message.data}))
+                with _coalesced(client.raw_socket if len(batch) > 1 else None):
+                    for message in batch:
+                        if message.is_binary:
+                            await client.socket.send_bytes(binary_frame(message, client.wants_metadata))
+                        else:
+                            await client.socket.send_str(json.dumps({"type": message.type, "data": message.data}))
             except Exception as error:  # any send failure ends this client only
                 log.info("dropping websocket client %s: %s", client.sid, error)
                 self._drop(client)
                 return
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_CLIENT_MESSAGE,
+        connection = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_CLIENT_MESSAGE,
                                        protocols=token_subprotocols(request))
-        await socket.prepare(request)
+        await connection.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
         previous = self._clients.get(sid)
         if previous is not None:
             self._drop(previous)  # a reconnecting client replaces its old socket (ComfyUI semantics)
-        client = _Client(sid, socket)
+        client = _Client(sid, connection, request.transport.get_extra_info("socket") if request.transport else None)
         self._clients[sid] = client
         client.sender = asyncio.ensure_future(self._send_loop(client))
         self._enqueue(client, status_message(self._queue_remaining(), sid=sid))
         for message in self._catch_up():
             self._enqueue(client, message)
         try:
-            async for incoming in socket:
+            async for incoming in connection:
                 if incoming.type == WSMsgType.TEXT:
                     self._on_client_message(client, incoming.data)
         finally:
             if self._clients.get(sid) is client:
                 del self._clients[sid]
             client.sender.cancel()
-        return socket
+        return connection
 
     def _on_client_message(self, client: _Client, text: str) -> None:
         try:
