@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import Any
 
+from engine.graph_walk import post_order as walk_post_order
 from engine.spec import NodeSpec
 from engine.validation import is_link
 
@@ -39,31 +40,16 @@ def links_of(node: Mapping[str, Any]) -> Iterator[tuple[str, str, int]]:
             yield name, str(value[0]), value[1]
 
 
-def post_order(nodes: Mapping[str, Mapping[str, Any]], roots: Iterable[str], done: Mapping[str, Any]) -> list[str]:
+def post_order(nodes: Mapping[str, Mapping[str, Any]], roots: Iterable[str], done: Container[str]) -> list[str]:
     """Nodes reachable from `roots` through links, sources first, skipping those in `done`."""
-    order: list[str] = []
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
-    for root in roots:
-        if root in done or root in state:
-            continue
-        state[root] = 1
-        stack = [(root, [source for _, source, _ in links_of(nodes[root])])]
-        while stack:
-            node_id, pending = stack[-1]
-            if not pending:
-                stack.pop()
-                state[node_id] = 2
-                order.append(node_id)
-                continue
-            source = pending.pop()
-            if source in done or state.get(source) == 2:
-                continue
-            if state.get(source) == 1:
-                path = [entry[0] for entry in stack]
-                raise DependencyCycleError(path[path.index(source):] + [source])
-            state[source] = 1
-            stack.append((source, [upstream for _, upstream, _ in links_of(nodes[source])]))
-    return order
+
+    def sources(node_id: str) -> list[str]:
+        return [source for _, source, _ in links_of(nodes[node_id])]
+
+    def refuse(cycle: list[str]) -> None:
+        raise DependencyCycleError(cycle)
+
+    return walk_post_order(roots, sources, refuse, skip=done)
 
 
 def _is_nan(value: Any) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.context import NodeContext
+from engine.graph_walk import post_order
 from engine.paths import Folders
 from engine.registry import ChoiceLister, NodeRegistry
 from engine.spec import InputSpec, NodeSpec
@@ -262,38 +263,21 @@ def _unknown_types(prompt: Mapping[str, Any], registry: NodeRegistry) -> tuple[d
 
 
 def _walk_upstream(validator: _PromptValidator, outputs: list[str]) -> list[str]:
-    """Iterative DFS from the outputs: checks each node once, marks cycles, returns post-order."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    order: list[str] = []
-    for root in outputs:
-        if root in state:
-            continue
-        stack: list[tuple[str, list[str]]] = []
-        validator.check_node(root)
-        state[root] = 1
-        stack.append((root, validator.upstream(root)))
-        while stack:
-            node_id, pending = stack[-1]
-            if not pending:
-                stack.pop()
-                state[node_id] = 2
-                order.append(node_id)
-                continue
-            child = pending.pop()
-            if state.get(child) == 1:
-                _mark_cycle(validator, [entry[0] for entry in stack], child)
-            elif child not in state:
-                validator.check_node(child)
-                state[child] = 1
-                stack.append((child, validator.upstream(child)))
-    return order
+    """Check every node the outputs depend on, once each; mark cycles; return them in post-order."""
+
+    def check_then_list_sources(node_id: str) -> list[str]:
+        validator.check_node(node_id)
+        return validator.upstream(node_id)
+
+    return post_order(outputs, check_then_list_sources, lambda cycle: _mark_cycle(validator, cycle))
 
 
-def _mark_cycle(validator: _PromptValidator, path: list[str], start: str) -> None:
-    cycle = path[path.index(start):]
+def _mark_cycle(validator: _PromptValidator, loop: list[str]) -> None:
+    """`loop` is [first, ..., first]: every node on it gets one dependency_cycle error."""
+    cycle = loop[:-1]
     for node_id in cycle:
         error = request_error("dependency_cycle", "Dependency cycle detected", f"Node #{node_id} is part of the "
-                              f"cycle {' -> '.join(cycle + [start])}", {"node_id": node_id, "cycle": cycle})
+                              f"cycle {' -> '.join(loop)}", {"node_id": node_id, "cycle": cycle})
         existing = validator.errors.setdefault(node_id, [])
         if not any(item["type"] == "dependency_cycle" for item in existing):
             existing.append(error)

@@ -108,14 +108,20 @@ async def get_queue(request: web.Request) -> web.Response:
                               "queue_pending": [item.as_comfy_tuple() for item in pending]})
 
 
+async def clear_or_delete(request: web.Request, clear: Callable[[], Any],
+                          delete: Callable[[list[str]], Any]) -> None:
+    """ComfyUI's `{"clear": true}` / `{"delete": [ids]}` bodies of POST /queue and POST /history."""
+    body = await read_json(request)
+    if isinstance(body, dict) and body.get("clear"):
+        await off_loop(clear)
+    if isinstance(body, dict) and isinstance(body.get("delete"), list):
+        await off_loop(delete, [str(item) for item in body["delete"]])
+
+
 @routes.post("/queue")
 async def post_queue(request: web.Request) -> web.Response:
-    body = await read_json(request)
     store = request.app[STORE]
-    if isinstance(body, dict) and body.get("clear"):
-        await off_loop(store.clear_pending)
-    if isinstance(body, dict) and isinstance(body.get("delete"), list):
-        await off_loop(store.delete_pending, [str(item) for item in body["delete"]])
+    await clear_or_delete(request, store.clear_pending, store.delete_pending)
     broadcast_status(request.app)
     return web.Response(status=200)
 
@@ -164,12 +170,8 @@ async def get_history_item(request: web.Request) -> web.Response:
 
 @routes.post("/history")
 async def post_history(request: web.Request) -> web.Response:
-    body = await read_json(request)
     store = request.app[STORE]
-    if isinstance(body, dict) and body.get("clear"):
-        await off_loop(store.clear_history)
-    if isinstance(body, dict) and isinstance(body.get("delete"), list):
-        await off_loop(store.delete_history, [str(item) for item in body["delete"]])
+    await clear_or_delete(request, store.clear_history, store.delete_history)
     return web.Response(status=200)
 
 
