@@ -33,6 +33,7 @@ class CacheEntry:
     device_bytes: int = 0
     host_bytes: int = 0
     generation: int = 0
+    offloaded: bool = False  # moved to host memory by the budget (not produced there)
 
 
 def map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
@@ -135,8 +136,9 @@ class OutputCache:
             return None
         self._entries.move_to_end(key)
         entry.generation = self._generation
-        if entry.host_bytes and self.budget.device.type != "cpu":
+        if entry.offloaded:  # only what the budget moved off comes back; CPU outputs stay on the CPU
             self._move(key, entry, self.budget.device)
+            entry.offloaded = False
             self._enforce_budget(protect=key)
         return entry
 
@@ -173,6 +175,7 @@ class OutputCache:
         for key, entry in list(self._entries.items()):
             if entry.device_bytes:
                 self._move(key, entry, torch.device("cpu"))
+                entry.offloaded = True
         self._enforce_budget(protect=None)
 
     def _enforce_budget(self, protect: bytes | None) -> None:
@@ -188,6 +191,7 @@ class OutputCache:
                     break
                 if entry.device_bytes and key != protect:
                     self._move(key, entry, torch.device("cpu"))
+                    entry.offloaded = True
         for key in list(self._entries):
             if self._host_total <= self.budget.host_bytes:
                 break

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.wire import is_link, normalise_link, types_compatible
+
 MUTED, BYPASSED = 2, 4
 SUBGRAPH_INPUT_ID, SUBGRAPH_OUTPUT_ID = "-10", "-20"
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
@@ -124,11 +126,8 @@ def _normalise_api_node(node_id: str, node: Mapping[str, Any]) -> dict[str, Any]
 
 
 def _normalise_value(value: Any) -> Any:
-    # In API format any 2-element [id, int] list is a link; ids may have been saved as ints.
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)):
-        if isinstance(value[1], int) and not isinstance(value[1], bool) and not isinstance(value[0], bool):
-            return [str(value[0]), value[1]]
-    return copy.deepcopy(value)
+    # In API format a 2-element [id, slot] list is a link; ids may have been saved as ints.
+    return normalise_link(value) if is_link(value) else copy.deepcopy(value)
 
 
 def ui_to_api(workflow: Mapping[str, Any], object_info: Mapping[str, Mapping[str, Any]]) -> dict[str, dict]:
@@ -307,12 +306,6 @@ def _resolve_output(flat: Mapping[str, _Node], node: _Node, slot: int, want: str
     return _Ref(node.id, slot)  # a real node; a muted one is pruned after conversion
 
 
-def _types_match(a: str, b: str) -> bool:
-    if a in ("*", "") or b in ("*", "") or a == b:
-        return True
-    return bool({part.strip() for part in a.split(",")} & {part.strip() for part in b.split(",")})
-
-
 def _bypass_input(node: _Node, slot: int, want: str) -> int | None:
     """The input a bypassed node passes to output `slot` (ComfyUI frontend rules): the input
     at the same index when its type fits, else the first exact match, else the first fit."""
@@ -324,11 +317,11 @@ def _bypass_input(node: _Node, slot: int, want: str) -> int | None:
         return None
     if want in ("*", ""):
         return slot if slot < len(types) else 0
-    if slot < len(types) and _types_match(types[slot], made) and _types_match(types[slot], want):
+    if slot < len(types) and types_compatible(types[slot], made) and types_compatible(types[slot], want):
         return slot
     if want in types:
         return types.index(want)
-    fits = [i for i, kind in enumerate(types) if _types_match(kind, made) and _types_match(kind, want)]
+    fits = [i for i, kind in enumerate(types) if types_compatible(kind, made) and types_compatible(kind, want)]
     return fits[0] if fits else None
 
 

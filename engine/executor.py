@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import json
+import logging
 import math
 import time
 from functools import partial
@@ -39,7 +41,7 @@ from engine.events import (
     discard_events,
 )
 from engine.keys import DependencyCycleError, links_of, node_key, post_order
-from engine.node_call import find_blocker, merge_results, slice_calls
+from engine.node_call import accepted_arguments, find_blocker, merge_results, slice_calls
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 from engine.run_state import (
@@ -64,9 +66,10 @@ from engine.spec import (
     NodeOutput,
     NodeSpec,
 )
-from engine.validation import is_link
+from engine.wire import is_link
 
 __all__ = ["Executor", "RunRequest", "RunResult", "OOM_HINT"]
+log = logging.getLogger(__name__)
 
 # Hidden inputs the executor fills itself; any other hidden input reads the prompt like an
 # optional input (ComfyUI loop nodes keep state in such inputs).
@@ -125,6 +128,9 @@ class Executor:
             return self._failed(run, failure)
         except Interrupted:
             return interrupted(run, None)
+        except Exception as error:  # an executor bug: still a reported failure, never an escape
+            log.exception("prompt %s failed inside the executor", run.prompt_id)
+            return self._failed(run, NodeFailure("", error))
         finally:
             await self._cancel_tasks(run)
             self.cache.end_run(run.keys.values())
@@ -139,21 +145,26 @@ class Executor:
         for node_id in order:
             node = run.nodes[node_id]
             spec = self._spec(run, node_id)
-            fingerprint = await self._fingerprint(run, node_id, spec) if spec.has_fingerprint else None
-            run.keys[node_id] = node_key(node_id, node, spec, run.keys, fingerprint, run.salt)
+            try:
+                fingerprint = await self._fingerprint(run, node_id, spec) if spec.has_fingerprint else None
+                run.keys[node_id] = node_key(node_id, node, spec, run.keys, fingerprint, run.salt)
+            except Exception as error:  # e.g. a V1 constructor that raises: this node's failure
+                raise NodeFailure(node_id, error) from error
 
     async def _fingerprint(self, run: Run, node_id: str, spec: NodeSpec) -> Any:
-        """ComfyUI's IS_CHANGED: constant inputs only (links arrive as None); errors mean NaN."""
+        """ComfyUI's IS_CHANGED: constant and hidden inputs (links arrive as None); errors mean NaN."""
         hooks = self._hooks(spec, node_id)
         if hooks.fingerprint is None:
             return None
         inputs = {name: (None if is_link(value) else value)
                   for name, value in (run.nodes[node_id].get("inputs") or {}).items()}
+        inputs.update(self._filled_hidden(run, node_id, spec))
         args = [self._context(run, node_id)] if hooks.wants_context else []
         try:
-            value = hooks.fingerprint(*args, **inputs)
+            value = hooks.fingerprint(*args, **accepted_arguments(hooks.fingerprint, inputs))
             return await value if inspect.isawaitable(value) else value
-        except Exception:  # a broken fingerprint must not break the run: treat as "changed"
+        except Exception:  # a broken fingerprint must not break the run: treat it as "changed"
+            log.warning("fingerprint of node %s (%s) failed; it will re-run", node_id, spec.id, exc_info=True)
             return math.nan
 
     # -- scheduling -------------------------------------------------------------------------
@@ -213,24 +224,28 @@ class Executor:
     # -- one node ---------------------------------------------------------------------------
 
     async def _execute(self, run: Run, node_id: str) -> None:
-        if node_id in run.expanded:
-            self._finish_expansion(run, node_id)
-            return
-        spec = self._spec(run, node_id)
-        hooks = self._hooks(spec, node_id)
-        if node_id not in run.started:
-            run.started.add(node_id)
-            run.sink(NodeStarted(run.prompt_id, node_id, run.display[node_id]))
-        inputs = self._gather(run, node_id, spec)
+        """Run one ready node; any exception becomes this node's failure (Interrupted included)."""
+        inputs: dict[str, list[Any]] = {}
         try:
+            if node_id in run.expanded:
+                self._finish_expansion(run, node_id)
+                return
+            # An identical node that ran earlier in this run is a hit now (ComfyUI re-checks too).
+            if node_id not in run.started and self._serve_from_cache(run, node_id):
+                return
+            spec = self._spec(run, node_id)
+            hooks = self._hooks(spec, node_id)
+            if node_id not in run.started:
+                run.started.add(node_id)
+                run.sink(NodeStarted(run.prompt_id, node_id, run.display[node_id]))
+            inputs = self._gather(run, node_id, spec)
             if hooks.check_lazy is not None and any(item.lazy for item in spec.inputs):
                 if await self._wait_for_lazy(run, node_id, spec, hooks, inputs):
                     return
-            calls = slice_calls(spec, inputs)
-            results = [self._call(run, node_id, spec, hooks, arguments) for arguments in calls]
+            results = [self._call(run, node_id, spec, hooks, arguments) for arguments in slice_calls(spec, inputs)]
         except NodeFailure:
             raise
-        except Exception as error:  # Interrupted included: the failure names the node it stopped
+        except Exception as error:
             raise NodeFailure(node_id, error, inputs) from error
         if any(inspect.isawaitable(result) for result in results):
             task = asyncio.ensure_future(self._await_all(node_id, results, inputs))
@@ -254,6 +269,11 @@ class Executor:
                     inputs[item.name] = [value]
         return inputs
 
+    def _filled_hidden(self, run: Run, node_id: str, spec: NodeSpec) -> dict[str, Any]:
+        """The hidden inputs the executor supplies (prompt, unique id, ...), by input name."""
+        return {item.name: self._hidden_value(run, node_id, item.type) for item in spec.inputs
+                if item.kind == "hidden" and item.type in _FILLED_HIDDEN}
+
     def _hidden_value(self, run: Run, node_id: str, kind: str) -> Any:
         if kind == HIDDEN_UNIQUE_ID:
             return node_id
@@ -271,7 +291,7 @@ class Executor:
         args = [self._context(run, node_id)] if hooks.wants_context else []
         needed: set[str] = set()
         for arguments in slice_calls(spec, inputs):
-            names = hooks.check_lazy(*args, **arguments)
+            names = hooks.check_lazy(*args, **accepted_arguments(hooks.check_lazy, arguments))
             names = await names if inspect.isawaitable(names) else names
             needed.update(names or ())
         raw = run.nodes[node_id].get("inputs") or {}
@@ -329,6 +349,11 @@ class Executor:
         self._store(run, node_id, outputs, ui)
 
     def _store(self, run: Run, node_id: str, outputs: list[list[Any]], ui: dict[str, Any] | None) -> None:
+        if ui is not None:
+            try:  # ui goes to websockets and history: refuse what cannot be sent, naming the node
+                json.dumps(ui)
+            except (TypeError, ValueError) as error:
+                raise NodeFailure(node_id, TypeError(f"the ui this node returned is not JSON: {error}")) from error
         run.values[node_id] = outputs
         if ui is not None:
             run.ui[node_id] = ui

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, NamedTuple
 
+from engine.wire import is_link
+
 
 class _PrefixState(NamedTuple):
     """The ambient default prefix: `<root>.<call_index>.<graph_index>.`."""
@@ -38,15 +40,6 @@ class _PrefixState(NamedTuple):
 # concurrent async nodes would race on.
 _NO_PREFIX = _PrefixState("", 0, 0)  # ComfyUI's default: ids become ".0.0.<n>"
 _DEFAULT_PREFIX: ContextVar[_PrefixState] = ContextVar("flowmill_graph_builder_prefix", default=_NO_PREFIX)
-
-
-def is_link(value: object) -> bool:
-    """True for an API-format link `[source_node_id, output_index]`."""
-    if not isinstance(value, list) or len(value) != 2:
-        return False
-    node_id, index = value
-    # bool is an int subclass, but `["5", True]` is a mistake rather than a link.
-    return isinstance(node_id, str) and isinstance(index, (int, float)) and not isinstance(index, bool)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.graph_walk import post_order as walk_post_order
 from engine.spec import NodeSpec
-from engine.validation import is_link
+from engine.wire import is_link
 
 
 class DependencyCycleError(RuntimeError):
@@ -82,5 +82,5 @@ def node_key(
     if not spec.pure:
         digest.update(run_salt + node_id.encode())
     for name, source, slot in sorted(links_of(node)):
-        digest.update(b"\x00" + name.encode() + b"\x00" + keys[source] + slot.to_bytes(4, "little", signed=True))
+        digest.update(b"\x00" + name.encode() + b"\x00" + keys[source] + int(slot).to_bytes(4, "little", signed=True))
     return digest.digest()

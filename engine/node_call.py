@@ -8,7 +8,8 @@ per slot: an `is_list` output's returned list is flattened into the item stream.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -28,6 +29,19 @@ def slice_calls(spec: NodeSpec, inputs: Mapping[str, list[Any]]) -> list[dict[st
         return []  # an empty upstream list: nothing to map over
     count = max((len(items) for items in inputs.values()), default=1)
     return [{name: items[min(index, len(items) - 1)] for name, items in inputs.items()} for index in range(count)]
+
+
+def accepted_arguments(hook: Callable[..., Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments a hook declares (all of them if it takes **kwargs).
+
+    Hooks (fingerprint, check_lazy, validate) often name only the inputs they look at; passing
+    the rest would raise TypeError, which for a fingerprint would silently mean "always
+    re-run".
+    """
+    parameters = inspect.signature(hook).parameters
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return dict(arguments)
+    return {name: value for name, value in arguments.items() if name in parameters}
 
 
 def find_blocker(spec: NodeSpec, arguments: Mapping[str, Any]) -> ExecutionBlocker | None:

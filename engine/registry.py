@@ -35,7 +35,8 @@ class PackLoadFailure:
     error: str
 
 
-def _no_choices(source: str) -> list[str]:
+def no_choices(source: str) -> list[str]:
+    """A ChoiceLister for callers without folders (tests, schema checks)."""
     return []
 
 
@@ -122,7 +123,7 @@ class NodeRegistry:
                     )
                 self.register(spec)
 
-    def object_info(self, choices: ChoiceLister = _no_choices) -> dict[str, Any]:
+    def object_info(self, choices: ChoiceLister = no_choices) -> dict[str, Any]:
         return {spec.id: node_info(spec, choices) for spec in self}
 
 
@@ -134,7 +135,7 @@ def _input_info(item: InputSpec, choices: ChoiceLister) -> list[Any]:
     return [item.type, options] if options else [item.type]
 
 
-def node_info(spec: NodeSpec, choices: ChoiceLister = _no_choices) -> dict[str, Any]:
+def node_info(spec: NodeSpec, choices: ChoiceLister = no_choices) -> dict[str, Any]:
     """One node's `/object_info` entry in ComfyUI's V1 shape."""
     sections: dict[str, dict[str, Any]] = {"required": {}, "optional": {}, "hidden": {}}
     for item in spec.inputs:

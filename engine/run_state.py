@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ from engine.events import EventSink, ExecutionFailed, ExecutionInterrupted
 from engine.node_call import describe_value
 from engine.registry import NodeRegistry
 from engine.scheduler import Schedule
-from engine.validation import is_link
+from engine.wire import is_link
 
 
 @dataclass
@@ -101,15 +101,16 @@ def history_outputs(run: Run) -> dict[str, dict[str, Any]]:
     return {node_id: ui for node_id, ui in run.ui.items() if node_id in run.schedule.requested}
 
 
-def node_meta(run: Run) -> dict[str, dict[str, Any]]:
+def node_meta(run: Run, node_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     return {node_id: {"node_id": node_id, "display_node": run.display.get(node_id, node_id),
                       "parent_node": run.parent.get(node_id), "real_node_id": node_id}
-            for node_id in history_outputs(run)}
+            for node_id in node_ids}
 
 
 def outcome(run: Run, status: Literal["success", "error", "interrupted"],
-           failure: ExecutionFailed | ExecutionInterrupted | None = None) -> RunResult:
-    return RunResult(status, history_outputs(run), node_meta(run), run.executed, failure, run.values)
+            failure: ExecutionFailed | ExecutionInterrupted | None = None) -> RunResult:
+    outputs = history_outputs(run)
+    return RunResult(status, outputs, node_meta(run, outputs), run.executed, failure, run.values)
 
 
 def failed(run: Run, failure: NodeFailure, message: str) -> RunResult:
@@ -145,7 +146,7 @@ def splice_subgraph(run: Run, registry: NodeRegistry, parent: str, call_index: i
         class_type = node.get("class_type")
         if class_type not in registry:
             raise NodeFailure(parent, ValueError(f"expansion created node {local!r} of unknown type {class_type!r}"))
-        inputs = {name: ([renamed.get(str(value[0]), str(value[0])), value[1]] if is_link(value) else value)
+        inputs = {name: ([renamed.get(str(value[0]), str(value[0])), int(value[1])] if is_link(value) else value)
                   for name, value in (node.get("inputs") or {}).items()}
         for source in (value[0] for value in inputs.values() if is_link(value)):
             if source not in run.nodes and source not in renamed.values():

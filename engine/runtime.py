@@ -11,12 +11,10 @@ from pathlib import Path
 
 import torch
 
-from engine.cache import CachePolicy, MemoryBudget, OutputCache
+from engine.cache import GIB, CachePolicy, MemoryBudget, OutputCache
 from engine.executor import Executor
 from engine.paths import Folders
 from engine.registry import NodeRegistry
-
-GIB = 1024**3
 
 
 @dataclass(frozen=True)

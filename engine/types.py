@@ -4,7 +4,8 @@ Wire names equal ComfyUI's (IMAGE, LATENT, MODEL, CLIP, ...), so workflow files 
 `/object_info` consumers see the names they expect. Python code annotates sockets with
 the aliases defined here (`image: Image`), which carry the wire name in their metadata.
 
-This module owns type names only; it imports no model code and no server code.
+This module owns type names only; it imports no model code and no server code. Which
+output may feed which input is engine/wire.py's `types_compatible`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Annotated, Any
 
 import torch
 
-ANY = "*"
+from engine.wire import ANY
+
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 
 
@@ -23,19 +25,6 @@ class Socket:
     """Marks an annotation as a graph socket with a ComfyUI wire name."""
 
     name: str
-
-
-def types_compatible(received: str, expected: str) -> bool:
-    """True when an output of type `received` may feed an input of type `expected`.
-
-    `*` matches anything, and comma-separated unions (`IMAGE,MASK`) match when the two
-    sides share at least one member, as in ComfyUI's `validate_node_input`.
-    """
-    if received == expected or received == ANY or expected == ANY:
-        return True
-    received_set = {part.strip() for part in received.split(",")}
-    expected_set = {part.strip() for part in expected.split(",")}
-    return ANY in received_set or ANY in expected_set or bool(received_set & expected_set)
 
 
 # Python-side aliases. An IMAGE is a float tensor [batch, height, width, channels] in 0..1

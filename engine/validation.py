@@ -20,10 +20,11 @@ from typing import Any
 
 from engine.context import NodeContext
 from engine.graph_walk import post_order
+from engine.node_call import accepted_arguments
 from engine.paths import Folders
-from engine.registry import ChoiceLister, NodeRegistry
+from engine.registry import ChoiceLister, NodeRegistry, no_choices
 from engine.spec import InputSpec, NodeSpec
-from engine.types import types_compatible
+from engine.wire import is_link, normalise_link, types_compatible
 
 ContextFactory = Callable[[str], NodeContext]
 _MAX_LISTED_CHOICES = 20
@@ -40,13 +41,6 @@ class ValidationResult:
 
 def request_error(kind: str, message: str, details: str = "", extra_info: dict | None = None) -> dict[str, Any]:
     return {"type": kind, "message": message, "details": details, "extra_info": extra_info or {}}
-
-
-def is_link(value: Any) -> bool:
-    """A 2-element list [node_id, slot] in an API prompt is a link; anything else a literal."""
-    if not (isinstance(value, list) and len(value) == 2):
-        return False
-    return isinstance(value[0], (str, int)) and isinstance(value[1], int) and not isinstance(value[1], bool)
 
 
 def _input_error(kind: str, message: str, item: InputSpec, value: Any = None, **extra: Any) -> dict[str, Any]:
@@ -103,7 +97,9 @@ class _PromptValidator:
 
     def upstream(self, node_id: str) -> list[str]:
         """Ids of nodes linked into `node_id` that exist (missing ones are reported as errors)."""
-        inputs = self.prompt[node_id].get("inputs") or {}
+        inputs = self.prompt[node_id].get("inputs")
+        if not isinstance(inputs, Mapping):
+            return []  # reported by check_node
         return [str(value[0]) for value in inputs.values() if is_link(value) and str(value[0]) in self.prompt]
 
     def listing(self, source: str) -> set[str]:
@@ -126,6 +122,9 @@ class _PromptValidator:
         received_types: dict[str, str] = {}
         for item in spec.inputs:
             if item.kind == "hidden":
+                if item.name in raw_inputs:  # e.g. loop state that expansions pass along
+                    value = raw_inputs[item.name]
+                    clean[item.name] = normalise_link(value) if is_link(value) else value
                 continue
             if item.name not in raw_inputs or raw_inputs[item.name] is None:
                 if item.kind == "required":
@@ -138,7 +137,7 @@ class _PromptValidator:
                 link_error = self.check_link(spec, item, value, received_types)
                 if link_error:
                     errors.append(link_error)
-                clean[item.name] = [str(value[0]), value[1]] if is_link(value) else value
+                clean[item.name] = normalise_link(value) if is_link(value) else value
                 continue
             if isinstance(value, dict) and "__value__" in value:
                 value = value["__value__"]
@@ -210,9 +209,7 @@ class _PromptValidator:
             return []
         # As in ComfyUI, linked inputs have no value yet and arrive as None.
         constants = {name: (None if is_link(value) else value) for name, value in clean.items()}
-        parameters = inspect.signature(hooks.validate).parameters
-        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-        arguments = {name: value for name, value in constants.items() if takes_all or name in parameters}
+        arguments = accepted_arguments(hooks.validate, constants)
         if spec.validate_wants_types:
             arguments["input_types"] = received_types
         if hooks.wants_context and self.contexts is None:
@@ -246,8 +243,12 @@ def _unknown_types(prompt: Mapping[str, Any], registry: NodeRegistry) -> tuple[d
         if not isinstance(node, Mapping) or "class_type" not in node:
             error = request_error("invalid_prompt", "Cannot execute because a node is missing the class_type "
                                   "property.", f"Node ID '#{node_id}'")
+        elif not isinstance(node["class_type"], str):
+            error = request_error("invalid_prompt", "class_type must be a string", f"Node ID '#{node_id}': got "
+                                  f"{type(node['class_type']).__name__}")
         elif node["class_type"] not in registry:
-            title = (node.get("_meta") or {}).get("title", node["class_type"])
+            meta = node.get("_meta")
+            title = meta.get("title", node["class_type"]) if isinstance(meta, Mapping) else node["class_type"]
             error = request_error("missing_node_type", f"Node '{title}' not found. The custom node may not be "
                                   "installed.", f"Node ID '#{node_id}'",
                                   {"node_id": node_id, "class_type": node["class_type"], "node_title": title})
@@ -296,7 +297,7 @@ def validate_prompt(
     `folders` fills folder-backed combos and gives node hooks their context; `choices` may
     override the combo listing (tests).
     """
-    choices = choices or (folders.choices if folders else _no_choices)
+    choices = choices or (folders.choices if folders else no_choices)
     contexts = _context_factory(folders) if folders else None
     if not isinstance(prompt, Mapping) or not prompt:
         error = request_error("invalid_prompt", "Prompt must be a non-empty object of nodes",
@@ -307,6 +308,11 @@ def validate_prompt(
     if error:
         return ValidationResult(False, error, [], node_errors)
     outputs = [node_id for node_id in prompt if registry.get(prompt[node_id]["class_type"]).output_node]
+    if partial_targets is not None and (not isinstance(partial_targets, (list, tuple)) or not all(
+            isinstance(target, (str, int)) and not isinstance(target, bool) for target in partial_targets)):
+        error = request_error("invalid_prompt", "partial_execution_targets must be a list of node ids",
+                              f"got {partial_targets!r}"[:200])
+        return ValidationResult(False, error, [], {})
     if partial_targets is not None:
         targets = {str(target) for target in partial_targets}
         outputs = [node_id for node_id in outputs if node_id in targets]
@@ -326,10 +332,6 @@ def validate_prompt(
         error = request_error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details)
         return ValidationResult(False, error, [], node_errors, validator.normalised)
     return ValidationResult(True, None, good, node_errors, validator.normalised)
-
-
-def _no_choices(source: str) -> list[str]:
-    return []
 
 
 def _context_factory(folders: Folders) -> ContextFactory:

@@ -34,3 +34,11 @@ def test_offload_moves_everything_to_host() -> None:
     cache.put(b"a", [[torch.ones(MIB, device=cuda)]], None)
     cache.offload_device_entries()
     assert cache.device_total == 0 and cache.get(b"a") is not None
+
+
+def test_outputs_produced_on_the_cpu_stay_on_the_cpu() -> None:
+    cuda = torch.device("cuda")
+    cache = OutputCache(budget=MemoryBudget(cuda, device_bytes=64 * MIB, host_bytes=64 * MIB))
+    cache.begin_run()
+    cache.put(b"cpu", [[torch.ones(4)]], None)
+    assert cache.get(b"cpu").outputs[0][0].device.type == "cpu"

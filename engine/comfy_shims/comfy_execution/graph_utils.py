@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from engine.graph_builder import GraphBuilder, Node, is_link
+from engine.graph_builder import GraphBuilder, Node
 from engine.spec import ExecutionBlocker
+from engine.wire import is_link
 
 __all__ = ["ExecutionBlocker", "GraphBuilder", "Node", "is_link"]
