@@ -10,10 +10,10 @@ interface (ComfyUI is GPL-3.0; nothing here is copied): `GraphBuilder(prefix=Non
 and `is_link(value)`.
 
 Every node id a builder creates carries its prefix, so ids from different expansions never
-collide. With no explicit prefix the builder takes the ambient default prefix, which the
-executor sets per node call with `default_prefix(node_id, call_index)` (ComfyUI's
-`GraphBuilder.set_default_prefix`). This module is pure Python: it imports nothing from the
-executor, the server or model code.
+collide. With no explicit prefix the builder takes the ambient default prefix, which the V1
+adapter's run hook scopes per node call with `default_prefix(node_id, call_index)` (ComfyUI's
+`GraphBuilder.set_default_prefix`); the executor renames spliced ids itself either way. This
+module is pure Python: it imports nothing from the executor, the server or model code.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ _DEFAULT_PREFIX: ContextVar[_PrefixState] = ContextVar("flowmill_graph_builder_p
 def default_prefix(root: str, call_index: int = 0) -> Iterator[None]:
     """Scope the default prefix for builders created while one node call runs.
 
-    The executor wraps each call of an expanding node in this (and creates the asyncio
-    task of an async node inside it, so the task inherits the value).
+    The V1 adapter wraps each node call in this (an async node's task is created inside it,
+    so the task inherits the value).
     """
     token = _DEFAULT_PREFIX.set(_PrefixState(root, call_index, 0))
     try:

@@ -113,23 +113,13 @@ class NodeSpec:
     deprecated: bool = False
     experimental: bool = False
     web_directory: str | None = None
+    version: int = 1  # bumped, with a migration, when a node's inputs change
 
     def input(self, name: str) -> InputSpec | None:
         for spec in self.inputs:
             if spec.name == name:
                 return spec
         return None
-
-    @property
-    def widget_inputs(self) -> tuple[InputSpec, ...]:
-        """Inputs shown as widgets on the canvas, in declaration order."""
-        from engine.types import WIDGET_TYPES
-
-        return tuple(
-            spec
-            for spec in self.inputs
-            if spec.kind != "hidden" and spec.type in WIDGET_TYPES and not spec.options.get("forceInput")
-        )
 
 
 @dataclass
