@@ -46,7 +46,16 @@ from typing import Any
 
 from engine.context import CURRENT_NODE_CONTEXT
 from engine.graph_builder import node_call_prefix
-from engine.spec import ExecutionBlocker, InputKind, InputSpec, NodeHooks, NodeOutput, NodeSpec, OutputSpec
+from engine.spec import (
+    HIDDEN_UNIQUE_ID,
+    ExecutionBlocker,
+    InputKind,
+    InputSpec,
+    NodeHooks,
+    NodeOutput,
+    NodeSpec,
+    OutputSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +366,14 @@ def _validated_inputs(validate: _MethodRef | None, inputs: tuple[InputSpec, ...]
     return validate.parameters - {"input_types"}
 
 
+def _keyed_by_node_id(cls: type, inputs: tuple[InputSpec, ...]) -> bool:
+    """ComfyUI puts the node id into the cache key for NOT_IDEMPOTENT classes and for classes
+    with a hidden UNIQUE_ID input: such a node may act on its own id (e.g. echo it in its `ui`),
+    so two otherwise identical nodes must not share one cached result (comfyui-compat.md §4.2)."""
+    declares_unique_id = any(item.kind == "hidden" and item.type == HIDDEN_UNIQUE_ID for item in inputs)
+    return bool(getattr(cls, "NOT_IDEMPOTENT", False)) or declares_unique_id
+
+
 def spec_from_v1_class(class_type: str, cls: type, display_name: str | None, module_name: str) -> NodeSpec:
     """Compile ComfyUI V1 class `cls`, registered as `class_type` by pack module `module_name`.
 
@@ -387,7 +404,7 @@ def spec_from_v1_class(class_type: str, cls: type, display_name: str | None, mod
         output_node=bool(getattr(cls, "OUTPUT_NODE", False)),
         # ComfyUI tests truthiness, so INPUT_IS_LIST = (True,) counts as True.
         input_is_list=bool(getattr(cls, "INPUT_IS_LIST", False)),
-        not_idempotent=bool(getattr(cls, "NOT_IDEMPOTENT", False)),
+        not_idempotent=_keyed_by_node_id(cls, inputs),
         keeps_instance=True,
         has_fingerprint=fingerprint is not None,
         has_validate=validate is not None,

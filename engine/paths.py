@@ -46,11 +46,21 @@ _SEPARATORS = re.compile(r"[/\\]")
 
 
 class UnsafePathError(ValueError):
-    """A user-supplied path would leave its root folder, or is malformed."""
+    """A user-supplied path is malformed, or (as PathEscapeError) would leave its root folder."""
+
+
+class PathEscapeError(UnsafePathError):
+    """A well-formed path that would leave its root folder: through "..", a symlink or a loop.
+
+    A subclass so callers that only care about "unsafe" keep catching UnsafePathError, while
+    the server can answer 403 (forbidden place) here and 400 (bad request) for the rest.
+    """
 
 
 def resolve_under(root: Path, user_path: str) -> Path:
     """Return the real path of `user_path` inside `root`, or raise UnsafePathError.
+
+    PathEscapeError (a subclass) means the name was well formed but would leave the root.
 
     Rejects NUL and control characters, absolute paths, Windows drive letters and UNC forms,
     names Windows would silently rewrite, and characters that Unicode compatibility folding
@@ -72,7 +82,7 @@ def resolve_under(root: Path, user_path: str) -> Path:
     except ValueError:  # different drives on Windows
         inside = False
     if not inside:
-        raise UnsafePathError(f"path leaves its folder: {user_path!r}")
+        raise PathEscapeError(f"path leaves its folder: {user_path!r}")
     _check_fully_resolved(real_root, candidate, user_path)
     return Path(candidate)
 
@@ -140,14 +150,16 @@ def _check_fully_resolved(real_root: str, candidate: str, user_path: str) -> Non
     current = real_root
     for part in relative.split(os.sep):
         if part == "..":
-            raise UnsafePathError(f"path leaves its folder: {user_path!r}")
+            raise PathEscapeError(f"path leaves its folder: {user_path!r}")
         current = os.path.join(current, part)
         try:
             mode = os.lstat(current).st_mode
         except OSError:
             return  # the rest does not exist yet (an upload target); nothing left to follow
         if stat.S_ISLNK(mode):
-            raise UnsafePathError(f"path goes through a symlink that cannot be resolved (a loop?): {user_path!r}")
+            # Only a symlink realpath could not resolve is left here; where it points is unknown,
+            # so it is treated as the escape it usually is ("loop/../link_to_etc/passwd").
+            raise PathEscapeError(f"path goes through a symlink that cannot be resolved (a loop?): {user_path!r}")
 
 
 def split_annotated_name(name: str, default_type: str = "input") -> tuple[str, str]:

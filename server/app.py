@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from engine.media import remove_stale_temp_files
+from engine.paths import Folders
 from engine.runtime import Runtime
 from server.appkeys import HUB, RUNTIME, SECURITY, STORE, WEB_DIR, WORKER
 from server.file_routes import file_routes
@@ -24,7 +25,7 @@ from server.routes import routes
 from server.security import RedactingAccessLogger, SecurityConfig, install_security
 from server.store import PromptStore
 from server.worker import EventBridge, PromptWorker
-from server.ws import SocketHub
+from server.ws import SocketHub, server_features
 
 log = logging.getLogger(__name__)
 DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -54,7 +55,7 @@ def create_app(runtime: Runtime, security: SecurityConfig, *, db_path: Path | No
     store = PromptStore(db_path or runtime.folders.user_dir / DB_NAME)
     bridge = EventBridge()
     worker = PromptWorker(runtime.executor, store, bridge)
-    hub = SocketHub({"max_upload_size": security.max_upload_size}, worker.catch_up, store.queue_remaining)
+    hub = SocketHub(server_features(security.max_upload_size), worker.catch_up, store.queue_remaining)
     bridge.connect(hub.deliver)
     app[RUNTIME], app[SECURITY], app[WEB_DIR] = runtime, security, web_dir
     app[STORE], app[WORKER], app[HUB] = store, worker, hub
@@ -63,14 +64,20 @@ def create_app(runtime: Runtime, security: SecurityConfig, *, db_path: Path | No
     return app
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    store, worker, folders = app[STORE], app[WORKER], app[RUNTIME].folders
+def _recover(store: PromptStore, folders: Folders) -> None:
+    """Start-up disk work (folder scans, an integrity check): run in a thread, not on the loop."""
     for folder in (folders.input_dir, folders.output_dir, folders.temp_dir):
         remove_stale_temp_files(folder)
     recovered = store.recover_after_restart()
     if recovered:
         log.warning("marked %d prompt(s) interrupted: they were running when the server stopped", len(recovered))
-    worker.bridge.attach(asyncio.get_running_loop())
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    store, worker = app[STORE], app[WORKER]
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, _recover, store, app[RUNTIME].folders)
+    worker.bridge.attach(loop)
     worker.start()
     watchdog = asyncio.ensure_future(_watch_worker(worker))
     try:
@@ -78,8 +85,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     finally:
         watchdog.cancel()
         await app[HUB].close_all()
-        await asyncio.get_running_loop().run_in_executor(None, worker.stop)
-        store.close()
+        await loop.run_in_executor(None, worker.stop)
+        await loop.run_in_executor(None, store.close)
 
 
 async def _watch_worker(worker: PromptWorker) -> None:

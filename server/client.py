@@ -7,14 +7,15 @@ reads `/history/{prompt_id}` and downloads the images through `/view`. An access
 travels as `Authorization: Bearer` on HTTP and as the `flowmill.token.<token>` websocket
 subprotocol (the one field browsers can set, which the server accepts from scripts too).
 
-Client side only: `websockets` for the socket and `urllib.request` for HTTP, never
-aiohttp, and never torch (the shared loader, overrides and progress printer come from
-engine/headless.py, which imports no torch at module level). No module-level mutable state.
+Client side only: `websockets` for the socket and `urllib.request` for HTTP, never an
+aiohttp client session, and never torch (the shared loader, overrides and progress printer
+come from engine/headless.py, which imports no torch at module level). The loopback rule and
+the token subprotocol come from server/security.py, so client and server cannot disagree on
+them; it imports aiohttp but no torch. No module-level mutable state.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import sys
@@ -44,10 +45,13 @@ from engine.events import (
     NodeStarted,
     discard_events,
 )
+from server.security import TOKEN_SUBPROTOCOL_PREFIX, is_loopback_address
 
-TOKEN_SUBPROTOCOL_PREFIX = "flowmill.token."
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # execution_cached for a 10,000-node graph is ~100 kB; previews more
 _FAILURE_GRACE_S = 10.0  # after execution_error, how long to wait for the closing `executing null`
+# An ExecutionBlocker with a message is reported as `execution_error` with this type, and the
+# prompt carries on: it is not a failure of the prompt.
+BLOCKED_EXCEPTION_TYPE = "ExecutionBlocked"
 
 
 class ClientError(Exception):
@@ -73,17 +77,9 @@ class RunOutcome:
     cached: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # node id -> `executed` output
     failure: dict[str, Any] | None = None
+    blocked: list[dict[str, Any]] = field(default_factory=list)  # ExecutionBlocker messages (not failures)
     elapsed_s: float = 0.0  # from just before POST /prompt to `executing {node: null}`
     messages: int = 0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def message_to_event(kind: str, data: Mapping[str, Any]) -> Event | None:
@@ -125,7 +121,7 @@ class ComfyClient:
             raise ClientError(f"--server must be an http(s)://host:port address, got {server!r}")
         self.base = f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/')}"
         self.ws_base = ("wss" if parsed.scheme == "https" else "ws") + self.base[len(parsed.scheme):]
-        self.loopback = _is_loopback(parsed.hostname)
+        self.loopback = is_loopback_address(parsed.hostname)
         self.token = token
         self.timeout_s = timeout_s
         self.client_id = str(uuid.uuid4())
@@ -278,6 +274,8 @@ class ComfyClient:
             outcome.outputs[str(data.get("node"))] = data.get("output")
         elif kind == "execution_success":
             outcome.status = "success"
+        elif kind == "execution_error" and data.get("exception_type") == BLOCKED_EXCEPTION_TYPE:
+            outcome.blocked.append(dict(data))
         elif kind in ("execution_error", "execution_interrupted"):
             outcome.status = "error" if kind == "execution_error" else "interrupted"
             outcome.failure = dict(data)

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 from aiohttp import web
@@ -24,6 +24,11 @@ from engine.validation import request_error, validate_prompt
 from server.appkeys import HUB, RUNTIME, STORE, WORKER
 from server.messages import status_message
 from server.store import SENSITIVE_EXTRA_DATA_KEYS
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.runtime import Runtime
 
 routes = web.RouteTableDef()
 T = TypeVar("T")
@@ -44,8 +49,11 @@ async def read_json(request: web.Request) -> Any:
                                  "JSON", str(error)), "node_errors": {}}), content_type="application/json") from None
 
 
-def broadcast_status(app: web.Application) -> None:
-    app[HUB].deliver([(status_message(app[STORE].queue_remaining()), None)])
+async def broadcast_status(app: web.Application) -> None:
+    """Tell every client the queue length; the count is read off the loop, since the store's lock
+    can be held through a worker's `synchronous=FULL` commit."""
+    remaining = await off_loop(app[STORE].queue_remaining)
+    app[HUB].deliver([(status_message(remaining), None)])
 
 
 @routes.get("/prompt")
@@ -64,7 +72,7 @@ async def post_prompt(request: web.Request) -> web.Response:
     prompt = body["prompt"]
     if isinstance(prompt, dict) and is_ui_workflow(prompt):  # beyond ComfyUI: canvas files run directly
         try:
-            prompt = await off_loop(load_workflow, prompt, runtime.registry.object_info(runtime.folders.choices))
+            prompt = await off_loop(_convert_canvas, runtime, prompt)
         except ValueError as error:
             return web.json_response({"error": request_error("invalid_prompt", "Cannot convert the UI "
                                       "workflow", str(error)), "node_errors": {}}, status=400)
@@ -74,6 +82,9 @@ async def post_prompt(request: web.Request) -> web.Response:
     if not checked.ok:
         return web.json_response({"error": checked.error, "node_errors": checked.node_errors}, status=400)
     prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+    if not isinstance(body.get("extra_data") or {}, dict):
+        return web.json_response({"error": request_error("invalid_prompt", "extra_data must be an object",
+                                  f"got {type(body['extra_data']).__name__}"), "node_errors": {}}, status=400)
     extra_data = _extra_data(body)
     store = request.app[STORE]
     number = body.get("number")
@@ -84,10 +95,17 @@ async def post_prompt(request: web.Request) -> web.Response:
     except (ValueError, TypeError) as error:
         return web.json_response({"error": request_error("invalid_prompt", "Cannot queue the prompt", str(error)),
                                   "node_errors": {}}, status=400)
+    # The status goes out before the worker is woken, so clients see it before `execution_start`
+    # (comfyui-compat.md §10.3): the count is read in a thread, and a woken worker could win.
+    await broadcast_status(request.app)
     request.app[WORKER].wake()
-    broadcast_status(request.app)
     number = int(number) if float(number).is_integer() else float(number)  # ComfyUI sends whole numbers as ints
     return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": checked.node_errors})
+
+
+def _convert_canvas(runtime: Runtime, canvas: dict[str, Any]) -> dict[str, Any]:
+    """UI workflow -> API prompt. Blocking as a whole: object_info lists the model and input folders."""
+    return load_workflow(canvas, runtime.registry.object_info(runtime.folders.choices))
 
 
 def _extra_data(body: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +140,7 @@ async def clear_or_delete(request: web.Request, clear: Callable[[], Any],
 async def post_queue(request: web.Request) -> web.Response:
     store = request.app[STORE]
     await clear_or_delete(request, store.clear_pending, store.delete_pending)
-    broadcast_status(request.app)
+    await broadcast_status(request.app)
     return web.Response(status=200)
 
 
@@ -141,8 +159,19 @@ async def cancel_job(request: web.Request) -> web.Response:
     cancelled = bool(await off_loop(request.app[STORE].delete_pending, [prompt_id]))
     cancelled = cancelled or request.app[WORKER].interrupt(prompt_id)
     if cancelled:
-        broadcast_status(request.app)
+        await broadcast_status(request.app)
     return web.json_response({"cancelled": cancelled})
+
+
+@routes.get("/jobs/{prompt_id}")
+async def get_job(request: web.Request) -> web.Response:
+    """The real state of a prompt id, so a poller never reads a queued or cancelled prompt as gone.
+
+    404 (with the same body) only for an id the server never accepted or has forgotten.
+    """
+    prompt_id = request.match_info["prompt_id"]
+    state = await off_loop(request.app[STORE].state_of, prompt_id)
+    return web.json_response({"id": prompt_id, "status": state or "not_found"}, status=200 if state else 404)
 
 
 @routes.post("/free")
@@ -194,10 +223,14 @@ async def get_object_info_node(request: web.Request) -> web.Response:
 
 @routes.get("/system_stats")
 async def get_system_stats(request: web.Request) -> web.Response:
+    # CUDA queries can wait behind the worker's kernels; /proc reads are file reads.
+    return web.json_response(await off_loop(_system_stats, request.app[RUNTIME].device))
+
+
+def _system_stats(device: torch.device) -> dict[str, Any]:
     import torch
 
     memory = psutil.virtual_memory()
-    device = request.app[RUNTIME].device
     stats = {"name": str(device), "type": device.type, "index": device.index or 0,
              "vram_total": memory.total, "vram_free": memory.available,
              "torch_vram_total": 0, "torch_vram_free": 0}
@@ -211,12 +244,10 @@ async def get_system_stats(request: web.Request) -> web.Response:
               "required_frontend_version": None, "python_version": platform.python_version(),
               "pytorch_version": torch.__version__, "embedded_python": False,
               "argv": []}  # never echo the command line: it may carry the token
-    return web.json_response({"system": system, "devices": [stats]})
+    return {"system": system, "devices": [stats]}
 
 
 @routes.get("/features")
 async def get_features(request: web.Request) -> web.Response:
-    from server.appkeys import SECURITY
-
-    return web.json_response({"supports_preview_metadata": True,
-                              "max_upload_size": request.app[SECURITY].max_upload_size})
+    """The same map the websocket sends in reply to a client's `feature_flags`."""
+    return web.json_response(request.app[HUB].features)

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from engine.context import InterruptFlag
 from engine.events import Event
 from engine.executor import Executor, RunRequest
 from server.messages import HISTORY_MESSAGE_TYPES, Message, messages_for, prompt_done_message, status_message
-from server.store import PromptStore, QueueItem
+from server.store import FinishState, PromptStore, QueueItem
 
 log = logging.getLogger(__name__)
 IDLE_GC_SECONDS = 10.0
@@ -101,6 +103,29 @@ class EventBridge:
 
 
 @dataclass
+class _Record:
+    """What a finished prompt's history entry holds."""
+
+    messages: list[list[Any]]
+    outputs: dict[str, Any]
+    meta: dict[str, Any]
+
+    def json_safe(self) -> _Record:
+        """A copy that survives JSON: values it cannot hold become their repr (raises on cycles)."""
+        safe = json.loads(json.dumps([self.messages, self.outputs, self.meta], default=repr))
+        return _Record(*safe)
+
+
+def _unrecorded_history(prompt_id: str) -> _Record:
+    """The entry of a prompt whose real history could not be written: an error, no outputs."""
+    data = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": [],
+            "exception_message": "the history of this prompt could not be recorded (its outputs or messages "
+                                 "cannot be stored as JSON); see the server log",
+            "exception_type": "HistoryNotRecorded", "traceback": [], "current_inputs": {}, "current_outputs": {}}
+    return _Record([["execution_error", data]], {}, {})
+
+
+@dataclass
 class _Running:
     prompt_id: str
     client_id: str | None
@@ -160,11 +185,6 @@ class PromptWorker:
             self._free_request = (unload_models, free_memory)
         self._wakeup.set()
 
-    @property
-    def running_prompt_id(self) -> str | None:
-        running = self._running
-        return running.prompt_id if running else None
-
     def catch_up(self) -> list[Message]:
         """What a (re)connecting client needs to know about the running prompt."""
         running = self._running
@@ -202,7 +222,9 @@ class PromptWorker:
         with self._lock:
             self._running = running
         history: list[list] = []
-        state, outputs, meta = "error", {}, {}
+        state: FinishState = "error"
+        outputs: dict[str, Any] = {}
+        meta: dict[str, Any] = {}
         try:
             request = RunRequest(item.prompt_id, item.prompt, list(item.outputs_to_execute), item.extra_data)
             result = self._executor.run(request, lambda event: self._publish(running, event, history),
@@ -214,12 +236,31 @@ class PromptWorker:
         finally:
             with self._lock:
                 self._running = None
-        try:
-            self._store.finish(item.prompt_id, state, messages=history, outputs=outputs, meta=meta)
-        except Exception:
-            log.exception("could not record the history of prompt %s", item.prompt_id)
+        self._record(item.prompt_id, state, _Record(history, outputs, meta))
         self.bridge.post(prompt_done_message(item.prompt_id), client_id, urgent=True)
-        self.bridge.post(status_message(self._store.queue_remaining()), None, urgent=True)
+        try:
+            self.bridge.post(status_message(self._store.queue_remaining()), None, urgent=True)
+        except Exception:
+            log.exception("could not count the prompt queue")
+
+    def _record(self, prompt_id: str, state: FinishState, record: _Record) -> None:
+        """Write the history entry, so the prompt never stays `running` because of its values.
+
+        A value JSON cannot hold (a node's odd `ui`) gets a second try with every such value
+        replaced by its repr; if even that fails, the prompt is finished as an error with no
+        outputs and a message saying why.
+        """
+        attempts: list[tuple[FinishState, Callable[[], _Record]]] = [
+            (state, lambda: record), (state, record.json_safe), ("error", lambda: _unrecorded_history(prompt_id))]
+        for final_state, build in attempts:
+            try:
+                final = build()  # inside the try: json_safe raises on circular values
+                self._store.finish(prompt_id, final_state, messages=final.messages, outputs=final.outputs,
+                                   meta=final.meta)
+                return
+            except Exception:
+                log.exception("could not record the history of prompt %s", prompt_id)
+        log.error("prompt %s could not be finished and stays 'running' until the next restart", prompt_id)
 
     def _publish(self, running: _Running, event: Event, history: list[list]) -> None:
         for message in messages_for(event):

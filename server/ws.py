@@ -26,7 +26,24 @@ from server.security import token_subprotocols
 log = logging.getLogger(__name__)
 SEND_QUEUE_LIMIT = 20_000
 MAX_CLIENT_MESSAGE = 64 * 1024
-SERVER_FEATURES_BASE = {"supports_preview_metadata": True}
+
+
+def server_features(max_upload_size: int) -> dict[str, object]:
+    """The server's feature flags (ComfyUI `feature_flags`): the websocket reply and GET /features."""
+    return {"supports_preview_metadata": True, "max_upload_size": max_upload_size}
+
+
+def encode_text_frame(message: Message) -> str | None:
+    """A text frame's JSON, or None (logged) for the rare message that cannot be encoded at all.
+
+    `repr` stands in for values JSON cannot hold (a node's odd `ui` entry), and a circular one
+    only loses its own message: one bad value never costs the client its connection.
+    """
+    try:
+        return json.dumps({"type": message.type, "data": message.data}, default=repr)
+    except (TypeError, ValueError, RecursionError) as error:  # circular data, non-string keys
+        log.warning("not sending a %r message that cannot be encoded as JSON: %s", message.type, error)
+        return None
 
 
 @contextmanager
@@ -69,9 +86,16 @@ class SocketHub:
     def __init__(self, features: dict[str, object], catch_up: Callable[[], list[Message]],
                  queue_remaining: Callable[[], int]) -> None:
         self._clients: dict[str, _Client] = {}
-        self._features = {**SERVER_FEATURES_BASE, **features}
+        self._features = dict(features)
         self._catch_up = catch_up
-        self._queue_remaining = queue_remaining
+        self._queue_remaining = queue_remaining  # blocking (SQLite): only ever called in a thread
+        # The loop keeps only weak references to tasks: a close nobody holds can be collected mid-way.
+        self._closing: set[asyncio.Task[Any]] = set()
+
+    @property
+    def features(self) -> dict[str, object]:
+        """A copy of the feature-flag map, for GET /features."""
+        return dict(self._features)
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -97,7 +121,9 @@ class SocketHub:
             del self._clients[client.sid]
         if client.sender is not None:
             client.sender.cancel()
-        asyncio.ensure_future(client.socket.close(code=WSCloseCode.GOING_AWAY))
+        closing = asyncio.ensure_future(client.socket.close(code=WSCloseCode.GOING_AWAY))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def _send_loop(self, client: _Client) -> None:
         while True:
@@ -110,8 +136,8 @@ class SocketHub:
                     for message in batch:
                         if message.is_binary:
                             await client.socket.send_bytes(binary_frame(message, client.wants_metadata))
-                        else:
-                            await client.socket.send_str(json.dumps({"type": message.type, "data": message.data}))
+                        elif (text := encode_text_frame(message)) is not None:
+                            await client.socket.send_str(text)
             except Exception as error:  # any send failure ends this client only
                 log.info("dropping websocket client %s: %s", client.sid, error)
                 self._drop(client)
@@ -122,13 +148,15 @@ class SocketHub:
                                        protocols=token_subprotocols(request))
         await connection.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
+        # Counted before the client is registered, so the status below is still its first message.
+        remaining = await asyncio.get_running_loop().run_in_executor(None, self._queue_remaining)
         previous = self._clients.get(sid)
         if previous is not None:
             self._drop(previous)  # a reconnecting client replaces its old socket (ComfyUI semantics)
         client = _Client(sid, connection, request.transport.get_extra_info("socket") if request.transport else None)
         self._clients[sid] = client
         client.sender = asyncio.ensure_future(self._send_loop(client))
-        self._enqueue(client, status_message(self._queue_remaining(), sid=sid))
+        self._enqueue(client, status_message(remaining, sid=sid))
         for message in self._catch_up():
             self._enqueue(client, message)
         try:
@@ -157,4 +185,6 @@ class SocketHub:
                 client.sender.cancel()
             await client.socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
         self._clients.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 

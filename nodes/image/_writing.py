@@ -41,17 +41,29 @@ def write_images(
     prefix: str,
     compress_level: int,
 ) -> list[dict[str, Any]]:
-    """Write each image of the batch as a PNG under `root`; return ComfyUI's ui image entries."""
+    """Write each image of the batch as a PNG under `root`; return ComfyUI's ui image entries.
+
+    The output folder is scanned once per call, not once per image: the batch takes the next
+    free counter and the ones after it, the names the per-image scan used to find.
+    """
     require_image(node, "images", images)
     chunks = png_text_chunks(ctx)
     total = images.shape[0]
+    height, width = int(images.shape[1]), int(images.shape[2])  # one size for the whole batch
+    subfolder, first_name = next_output_name(root, prefix, width=width, height=height)
     written: list[dict[str, Any]] = []
     for index in range(total):
         picture = tensor_to_pil(images[index])
-        subfolder, filename = next_output_name(root, prefix, width=picture.width, height=picture.height)
+        filename = _numbered_name(first_name, index)
         target = resolve_under(root, posixpath.join(subfolder, filename))
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, encode_png(picture, chunks, compress_level=compress_level))
         written.append({"filename": filename, "subfolder": subfolder, "type": folder_type})
         ctx.progress(index + 1, total)
     return written
+
+
+def _numbered_name(first_name: str, offset: int) -> str:
+    """`x_00007_.png` with its counter moved on by `offset` (`next_output_name`'s format)."""
+    stem, counter, extension = first_name.rsplit("_", 2)
+    return f"{stem}_{int(counter) + offset:05}_{extension}"

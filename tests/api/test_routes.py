@@ -369,3 +369,16 @@ async def test_previews_arrive_as_binary_frames_in_both_formats(session: Session
     metadata = json.loads(frame[8:8 + length])
     assert event_type == 4 and metadata["node_id"] == "2" and metadata["prompt_id"] == prompt_id
     assert Image.open(io.BytesIO(frame[8 + length:])).size == (16, 16)
+
+
+@pytest.mark.parametrize("body", [
+    {"prompt": image_graph(), "extra_data": "abc"},
+    {"prompt": image_graph(), "partial_execution_targets": 5},
+    {"prompt": {"1": {"class_type": ["EmptyImage"], "inputs": {}}}},
+    {"prompt": {"1": {"class_type": "Nope", "_meta": "title"}}},
+    {"prompt": {"3": {"class_type": "SaveImage", "inputs": "not an object"}}},
+])
+async def test_malformed_bodies_are_400_not_500(client: TestClient, body: dict) -> None:
+    response = await client.post("/prompt", json=body)
+    assert response.status == 400
+    assert "error" in await response.json()

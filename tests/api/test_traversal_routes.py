@@ -16,6 +16,7 @@ import pytest
 from aiohttp import FormData
 from PIL import Image
 
+from engine.paths import PathEscapeError, UnsafePathError, resolve_under
 from engine.runtime import Runtime
 from server.app import create_app
 from server.security import SecurityConfig
@@ -106,3 +107,36 @@ async def test_load_image_input_refuses_every_payload(attack: tuple[Any, Layout]
 
 def test_every_route_payload_list_is_the_full_corpus() -> None:
     assert len(PAYLOADS) >= 40
+
+
+# --- 403 for an escape, 400 for a malformed name: chosen by exception type -----------------------
+
+ESCAPES = ["../sentinel.txt", "sub/../../x.png", "link_dir/sentinel.txt", "rel_up/sentinel.txt",
+           "loop/../link_dir/sentinel.txt", "loop_a/x.png"]
+MALFORMED = ["/etc/passwd", "a\x00.png", "leaves\x01.png", "x.png.", "CON.png"]
+
+
+@pytest.mark.parametrize("payload", ESCAPES)
+def test_escapes_raise_path_escape_error(tmp_path: Path, payload: str) -> None:
+    layout = build_layout(tmp_path / "site")
+    with pytest.raises(PathEscapeError):
+        resolve_under(layout.folders.input_dir, payload)
+
+
+@pytest.mark.parametrize("payload", MALFORMED)
+def test_malformed_names_are_unsafe_but_not_escapes(tmp_path: Path, payload: str) -> None:
+    layout = build_layout(tmp_path / "site")
+    with pytest.raises(UnsafePathError) as raised:
+        resolve_under(layout.folders.input_dir, payload)
+    assert not isinstance(raised.value, PathEscapeError)
+
+
+async def test_view_status_follows_the_exception_type(attack: tuple[Any, Layout]) -> None:
+    client, _ = attack
+    for payload in ESCAPES:
+        response = await client.get("/view", params={"filename": payload, "type": "input"})
+        assert response.status == 403, (payload, response.status)
+    # "leaves" in a malformed name's message must not turn its 400 into a 403.
+    for payload in MALFORMED:
+        response = await client.get("/view", params={"filename": payload, "type": "input"})
+        assert response.status == 400, (payload, response.status)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+import engine.media
 from engine.cache import CachePolicy, OutputCache
 from engine.context import NodeContext
 from engine.events import NodeStarted
@@ -305,6 +306,29 @@ def test_save_image_continues_the_counter_and_uses_subfolders(nodes: Runner, fol
     result = nodes.run("SaveImage", images=random_image(batch=1), filename_prefix="renders/cat")
     assert result.ui["images"] == [{"filename": "cat_00002_.png", "subfolder": "renders", "type": "output"}]
     assert (folders.output_dir / "renders" / "cat_00002_.png").is_file()
+
+
+def test_save_image_scans_the_folder_once_per_batch(nodes: Runner, folders: Folders,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    scans: list[Path] = []
+    original = engine.media._next_counter
+
+    def counting(folder: Path, stem: str) -> int:
+        scans.append(folder)
+        return original(folder, stem)
+
+    monkeypatch.setattr(engine.media, "_next_counter", counting)
+    (folders.output_dir / "renders").mkdir()
+    (folders.output_dir / "renders" / "cat_00007_.png").write_bytes(b"taken")
+    result = nodes.run("SaveImage", images=random_image(batch=4), filename_prefix="renders/cat")
+    assert len(scans) == 1
+    assert [entry["filename"] for entry in result.ui["images"]] == [
+        "cat_00008_.png", "cat_00009_.png", "cat_00010_.png", "cat_00011_.png"]
+    assert {entry["subfolder"] for entry in result.ui["images"]} == {"renders"}
+    assert sorted(path.name for path in (folders.output_dir / "renders").iterdir()) == [
+        "cat_00007_.png", "cat_00008_.png", "cat_00009_.png", "cat_00010_.png", "cat_00011_.png"]
+    nodes.run("SaveImage", images=random_image(batch=1), filename_prefix="x_1_y")  # underscores in the stem
+    assert (folders.output_dir / "x_1_y_00001_.png").is_file()
 
 
 def test_save_image_refuses_escaping_prefix(nodes: Runner, folders: Folders) -> None:

@@ -19,12 +19,15 @@ from typing import Any
 import pytest
 import torch
 
+from engine.cache import OutputCache
 from engine.comfy_packs import FLOWMILL_ROOT, SHIMS_DIR, load_custom_nodes, shadowed_flowmill_names
 from engine.comfy_v1 import V1ClassError, spec_from_v1_class
 from engine.context import CURRENT_NODE_CONTEXT, Interrupted, NodeContext
+from engine.executor import Executor, RunRequest
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 from engine.spec import ExecutionBlocker, NodeHooks, NodeOutput, NodeSpec
+from engine.validation import validate_prompt
 
 PACKS = Path(__file__).resolve().parents[1] / "fixtures" / "custom_nodes"
 SHIM_ROOTS = ("comfy", "comfy_execution", "comfy_api")
@@ -595,3 +598,34 @@ def test_hidden_inputs_of_other_types_keep_their_type() -> None:
         ("seed_in", "hidden", "*"),
         ("token", "hidden", "AUTH_TOKEN_COMFY_ORG"),
     ]
+
+
+class _EchoUniqueId:
+    """An output node that reports its own id: a hidden UNIQUE_ID, no NOT_IDEMPOTENT."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
+        return {"required": {"text": ("STRING", {"default": "same"})}, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    DESCRIPTION = "Reports its own node id."
+
+    def run(self, text: str, unique_id: str) -> dict[str, Any]:
+        return {"ui": {"id": [unique_id]}}
+
+
+def test_a_hidden_unique_id_keys_the_cache_by_node_id(folders: Folders) -> None:
+    registry = NodeRegistry()
+    registry.register(spec_from_v1_class("EchoUniqueId", _EchoUniqueId, None, "custom_nodes.inline"))
+    assert registry.get("EchoUniqueId").not_idempotent  # type: ignore[union-attr]
+    executor = Executor(registry, OutputCache(), folders)
+    prompt = {"1": {"class_type": "EchoUniqueId", "inputs": {"text": "same"}},
+              "2": {"class_type": "EchoUniqueId", "inputs": {"text": "same"}}}
+    checked = validate_prompt(prompt, registry, folders=folders)
+    assert checked.ok, checked.node_errors
+    for run in ("first", "re-run"):
+        result = executor.run(RunRequest(f"prompt-{run}", checked.prompt, checked.outputs))
+        assert result.status == "success"
+        assert {node: ui["id"] for node, ui in result.outputs.items()} == {"1": ["1"], "2": ["2"]}, run

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.cache import OutputCache
-from engine.executor import Executor
+from engine.executor import Executor, RunResult
 from engine.paths import Folders
 from server.messages import Message
 from server.store import PromptStore
@@ -74,5 +74,46 @@ def test_a_dead_worker_thread_is_restarted(folders: Folders, tmp_path: Path) -> 
         worker.ensure_running()  # what the server's watchdog does every few seconds
         try:
             _wait_for(lambda: store.state_of("after") == "success")
+        finally:
+            worker.stop()
+
+
+def _finishing_with(worker: PromptWorker, outputs: dict) -> None:
+    """Make every run succeed with `outputs` as its history outputs."""
+    worker._executor.run = lambda *args, **kwargs: RunResult(  # type: ignore[method-assign]
+        "success", outputs, {}, ["2"])
+
+
+def test_outputs_json_cannot_hold_are_recorded_as_their_repr(folders: Folders, tmp_path: Path) -> None:
+    with PromptStore(tmp_path / "q.sqlite3") as store:
+        worker, _ = _worker(folders, store)
+        _finishing_with(worker, {"2": {"values": [object()]}})
+        store.enqueue("odd", store.next_number(), GRAPH, {}, ["2"])
+        worker.start()
+        try:
+            _wait_for(lambda: store.state_of("odd") not in ("pending", "running"))
+            assert store.state_of("odd") == "success"
+            (value,) = store.history_item("odd")["odd"]["outputs"]["2"]["values"]
+            assert value.startswith("<object object")
+        finally:
+            worker.stop()
+
+
+def test_history_that_cannot_be_stored_at_all_finishes_as_an_error(folders: Folders, tmp_path: Path) -> None:
+    circular: dict = {}
+    circular["self"] = circular  # not even repr-substitution makes this JSON
+    with PromptStore(tmp_path / "q.sqlite3") as store:
+        worker, _ = _worker(folders, store)
+        _finishing_with(worker, {"2": circular})
+        store.enqueue("cyclic", store.next_number(), GRAPH, {}, ["2"])
+        store.enqueue("next", store.next_number(), GRAPH, {}, ["2"])
+        worker.start()
+        try:
+            _wait_for(lambda: store.state_of("next") not in ("pending", "running"))
+            assert store.state_of("cyclic") == "error"
+            entry = store.history_item("cyclic")["cyclic"]
+            assert entry["outputs"] == {}
+            kind, data = entry["status"]["messages"][-1]
+            assert kind == "execution_error" and "could not be recorded" in data["exception_message"]
         finally:
             worker.stop()
