@@ -40,12 +40,12 @@ from engine.events import (
     NodeStarted,
     discard_events,
 )
+from engine.inputs import filled_hidden, gather_inputs, is_deferred, resolve_link
 from engine.keys import DependencyCycleError, links_of, node_key, post_order
 from engine.node_call import accepted_arguments, find_blocker, merge_results, slice_calls
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 from engine.run_state import (
-    DynamicPrompt,
     NodeFailure,
     Run,
     RunRequest,
@@ -57,10 +57,6 @@ from engine.run_state import (
 )
 from engine.scheduler import Schedule
 from engine.spec import (
-    HIDDEN_DYNPROMPT,
-    HIDDEN_EXTRA_PNGINFO,
-    HIDDEN_PROMPT,
-    HIDDEN_UNIQUE_ID,
     ExecutionBlocker,
     NodeHooks,
     NodeOutput,
@@ -71,10 +67,6 @@ from engine.wire import is_link
 __all__ = ["Executor", "RunRequest", "RunResult", "OOM_HINT"]
 log = logging.getLogger(__name__)
 
-# Hidden inputs the executor fills itself; any other hidden input reads the prompt like an
-# optional input (ComfyUI loop nodes keep state in such inputs).
-_FILLED_HIDDEN = frozenset({HIDDEN_UNIQUE_ID, HIDDEN_PROMPT, HIDDEN_EXTRA_PNGINFO, HIDDEN_DYNPROMPT,
-                            "AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"})
 OOM_HINT = (
     "This node ran out of memory. Cached outputs were moved off the device; try a smaller batch or "
     "resolution, or start Flowmill with --cache none."
@@ -158,7 +150,7 @@ class Executor:
             return None
         inputs = {name: (None if is_link(value) else value)
                   for name, value in (run.nodes[node_id].get("inputs") or {}).items()}
-        inputs.update(self._filled_hidden(run, node_id, spec))
+        inputs.update(filled_hidden(run, node_id, spec))
         args = [self._context(run, node_id)] if hooks.wants_context else []
         try:
             value = hooks.fingerprint(*args, **accepted_arguments(hooks.fingerprint, inputs))
@@ -181,7 +173,7 @@ class Executor:
                 continue
             spec = self._spec(run, node_id)
             sources = [source for name, source, _ in links_of(run.nodes[node_id])
-                       if not self._is_deferred(spec, name)]
+                       if not is_deferred(spec, name)]
             stack.extend(source for source in sources if source not in run.schedule.requested)
             run.schedule.wait_for(node_id, sources)
 
@@ -238,7 +230,7 @@ class Executor:
             if node_id not in run.started:
                 run.started.add(node_id)
                 run.sink(NodeStarted(run.prompt_id, node_id, run.display[node_id]))
-            inputs = self._gather(run, node_id, spec)
+            inputs = gather_inputs(run, node_id, spec)
             if hooks.check_lazy is not None and any(item.lazy for item in spec.inputs):
                 if await self._wait_for_lazy(run, node_id, spec, hooks, inputs):
                     return
@@ -252,38 +244,6 @@ class Executor:
             run.tasks[task] = node_id
             return
         await self._complete(run, node_id, results)
-
-    def _gather(self, run: Run, node_id: str, spec: NodeSpec) -> dict[str, list[Any]]:
-        """Each input as a list of items; lazy inputs not yet evaluated are [None]."""
-        raw = run.nodes[node_id].get("inputs") or {}
-        inputs: dict[str, list[Any]] = {}
-        for item in spec.inputs:
-            if item.kind == "hidden" and item.type in _FILLED_HIDDEN:
-                inputs[item.name] = [self._hidden_value(run, node_id, item.type)]
-            elif item.name in raw:
-                value = raw[item.name]
-                if is_link(value) and not item.options.get("rawLink"):
-                    source, slot = str(value[0]), value[1]
-                    inputs[item.name] = run.values[source][slot] if source in run.values else [None]
-                else:
-                    inputs[item.name] = [value]
-        return inputs
-
-    def _filled_hidden(self, run: Run, node_id: str, spec: NodeSpec) -> dict[str, Any]:
-        """The hidden inputs the executor supplies (prompt, unique id, ...), by input name."""
-        return {item.name: self._hidden_value(run, node_id, item.type) for item in spec.inputs
-                if item.kind == "hidden" and item.type in _FILLED_HIDDEN}
-
-    def _hidden_value(self, run: Run, node_id: str, kind: str) -> Any:
-        if kind == HIDDEN_UNIQUE_ID:
-            return node_id
-        if kind == HIDDEN_PROMPT:
-            return run.request.prompt
-        if kind == HIDDEN_EXTRA_PNGINFO:
-            return run.request.extra_data.get("extra_pnginfo")
-        if kind == HIDDEN_DYNPROMPT:
-            return DynamicPrompt(run.nodes, run.request.prompt)
-        return None  # API keys are never kept in extra_data (they are split out on submission)
 
     async def _wait_for_lazy(self, run: Run, node_id: str, spec: NodeSpec, hooks: NodeHooks,
                              inputs: dict[str, list[Any]]) -> bool:
@@ -392,14 +352,10 @@ class Executor:
             if not isinstance(result, NodeOutput):
                 resolved.append(result)
                 continue
-            values = tuple(self._resolve_link(run, value) if is_link(value) else value for value in result.values)
+            values = tuple(resolve_link(run, value) if is_link(value) else value for value in result.values)
             resolved.append(NodeOutput(values=values, ui=result.ui))
         outputs, ui = merge_results(spec, resolved)
         self._store(run, node_id, outputs, ui)
-
-    def _resolve_link(self, run: Run, link: list[Any]) -> Any:
-        items = run.values[str(link[0])][link[1]]
-        return items[0] if len(items) == 1 else items
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -416,12 +372,6 @@ class Executor:
         if key not in self._instances:
             self._instances[key] = spec.make_hooks()
         return self._instances[key]
-
-    @staticmethod
-    def _is_deferred(spec: NodeSpec, name: str) -> bool:
-        """Links not pulled up front: lazy inputs (until asked for) and rawLink inputs (never)."""
-        item = spec.input(name)
-        return item is not None and (item.lazy or bool(item.options.get("rawLink")))
 
     def _context(self, run: Run, node_id: str) -> NodeContext:
         return NodeContext(
