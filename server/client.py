@@ -9,9 +9,9 @@ subprotocol (the one field browsers can set, which the server accepts from scrip
 
 Client side only: `websockets` for the socket and `urllib.request` for HTTP, never an
 aiohttp client session, and never torch (the shared loader, overrides and progress printer
-come from engine/headless.py, which imports no torch at module level). The loopback rule and
-the token subprotocol come from server/security.py, so client and server cannot disagree on
-them; it imports aiohttp but no torch. No module-level mutable state.
+come from engine/headless.py, which imports no torch at module level). The loopback rule
+(server/addresses.py) and the token subprotocol (server/security.py) are the server's own, so
+client and server cannot disagree on them; neither imports torch. No module-level mutable state.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ from engine.events import (
     NodeStarted,
     discard_events,
 )
-from server.security import TOKEN_SUBPROTOCOL_PREFIX, is_loopback_address
+from server.addresses import is_loopback_address
+from server.security import TOKEN_SUBPROTOCOL_PREFIX
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # execution_cached for a 10,000-node graph is ~100 kB; previews more
 _FAILURE_GRACE_S = 10.0  # after execution_error, how long to wait for the closing `executing null`

@@ -1,10 +1,11 @@
 """Request-level security for Flowmill's HTTP and websocket server.
 
-Owns the bind policy (`check_bind`), the optional access token, the one middleware that every
-request passes through (Host allowlist, token, cross-site defence, content-type gate, body-size
-caps), the headers added to every response and the redacting access log (security.md §1.5,
-§1.6, §1.7, §3). How user files are served (content types, Content-Disposition) is
-server/serving.py's job, not this module's.
+Owns the server's configuration (`SecurityConfig`, which applies the bind policy), the optional
+access token, the one middleware that every request passes through (Host allowlist, token,
+cross-site defence, content-type gate, body-size caps), the headers added to every response and
+the redacting access log (security.md §1.5, §1.6, §1.7, §3). Which addresses and Host names
+count as loopback, and the bind policy itself (`check_bind`), are server/addresses.py's job; how
+user files are served (content types, Content-Disposition) is server/serving.py's.
 
 Uses aiohttp and the standard library only: it never imports torch or the engine. There is no
 module-level mutable state; the configuration is captured by the middleware closure.
@@ -13,7 +14,6 @@ module-level mutable state; the configuration is captured by the middleware clos
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import re
 import secrets
@@ -23,6 +23,19 @@ from dataclasses import dataclass
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from yarl import URL
+
+# SecurityError is part of this module's API too: SecurityConfig and validate_token raise it.
+from server.addresses import (
+    SecurityError,
+    _as_address_list,
+    _bare_host,
+    _is_ip_literal,
+    _is_wildcard_address,
+    _normalise_host_entry,
+    check_bind,
+    is_loopback_address,
+    parse_host,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +57,6 @@ _TOKEN_PATTERN = re.compile(rf"[A-Za-z0-9._~-]{{{_MIN_TOKEN_CHARS},}}")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-
-
-class SecurityError(RuntimeError):
-    """The server would start in an unsafe configuration."""
 
 
 # --------------------------------------------------------------------------- configuration
@@ -89,21 +98,6 @@ class SecurityConfig:
         """
         return max(self.max_upload_size, self.max_json_size)
 
-
-def _as_address_list(listen: Sequence[str] | str) -> tuple[str, ...]:
-    # ComfyUI's --listen takes "0.0.0.0,::"; accept that spelling as well as a list.
-    if isinstance(listen, str):
-        listen = listen.split(",")
-    return tuple(address.strip() for address in listen)
-
-
-def _normalise_host_entry(entry: str) -> str:
-    parsed = parse_host(entry)
-    if parsed is None:
-        raise SecurityError(f"allowed host {entry!r} is not a host name or address")
-    return parsed[0]
-
-
 def generate_token() -> str:
     """A fresh random access token (256 bits, URL-safe)."""
     return secrets.token_urlsafe(32)
@@ -121,93 +115,6 @@ def validate_token(token: str) -> None:
 def token_matches(presented: str, expected: str) -> bool:
     """Compare tokens in constant time, so response timing does not reveal a matching prefix."""
     return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
-
-
-# --------------------------------------------------------------------------- addresses
-
-
-def _bare_host(address: str) -> str:
-    """Lowercase, without IPv6 brackets or a trailing root dot: the form parse_host returns."""
-    host = address.strip().lower()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host.rstrip(".")
-
-
-def is_loopback_address(address: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 (bracketed or not, IPv4-mapped included)."""
-    host = _bare_host(address)
-    if host == "localhost":
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
-def _is_wildcard_address(address: str) -> bool:
-    host = address.strip().strip("[]")
-    if not host:
-        return True  # aiohttp treats an empty host as every interface
-    try:
-        return ipaddress.ip_address(host).is_unspecified
-    except ValueError:
-        return False
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def check_bind(listen: list[str], token: str | None, insecure_no_auth: bool) -> None:
-    """Raise SecurityError if a non-loopback address would be served without authentication."""
-    addresses = _as_address_list(listen)
-    if not addresses:
-        raise SecurityError("no listen address given; the default is 127.0.0.1")
-    exposed = [address or "<all interfaces>" for address in addresses if not is_loopback_address(address)]
-    if exposed and not token and not insecure_no_auth:
-        raise SecurityError(
-            f"refusing to listen on {', '.join(exposed)} without authentication: anyone who can reach "
-            "that address could run workflows and code on this machine. Set an auth token, or pass the "
-            "insecure-no-auth flag if the network is trusted, or listen on 127.0.0.1 only."
-        )
-
-
-def parse_host(value: str) -> tuple[str, int | None] | None:
-    """Split a Host header ("name", "name:port", "[v6]:port") into (lowercased host, port).
-
-    Returns None for anything malformed, which callers treat as not allowed.
-    """
-    value = value.strip().lower()
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return None
-        host, rest = value[1:end], value[end + 1 :]
-        if rest and not rest.startswith(":"):
-            return None
-        port_text = rest[1:] if rest else None
-    elif value.count(":") == 1:
-        host, port_text = value.split(":")
-    elif ":" in value:
-        return None  # an IPv6 literal without brackets is not a valid Host
-    else:
-        host, port_text = value, None
-    host = host.rstrip(".")  # "localhost." names the same host as "localhost"
-    if not host:
-        return None
-    if port_text is None:
-        return host, None
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        return None
-    return host, int(port_text)
 
 
 # --------------------------------------------------------------------------- middleware

@@ -12,100 +12,70 @@ losing it or re-running it (security.md §1.9, §4).
 One `PromptStore` is shared by the aiohttp loop's thread pool and the worker thread: a
 single connection guarded by a lock serialises all access, and every read-modify-write runs
 in a `BEGIN IMMEDIATE` transaction, so claims and cancels are atomic. Callers on the event
-loop must call it through an executor (it blocks on disk). This module must not import
-torch or aiohttp, and holds no module-level mutable state.
+loop must call it through an executor (it blocks on disk). The schema, connection settings
+and row encoding live in server/store_sqlite.py; this module re-exports its public names.
+This module must not import torch or aiohttp, and holds no module-level mutable state.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
-# ComfyUI splits these out of extra_data before queueing; the server does the same, and the
-# store drops them again so an API key can never reach the file, /queue or /history.
-SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
+from server.store_sqlite import (
+    _ENTRY_COLUMNS,
+    _HISTORY_IN,
+    _ITEM_COLUMNS,
+    ALL_STATES,
+    CANCELLED,
+    ERROR,
+    HISTORY_STATES,
+    INTERRUPTED,
+    PENDING,
+    RESTART_REASON,
+    RUNNING,
+    SCHEMA_VERSION,
+    SENSITIVE_EXTRA_DATA_KEYS,
+    SUCCESS,
+    TERMINAL_STATES,
+    FinishState,
+    PromptState,
+    QueueItem,
+    StoreError,
+    _check_messages,
+    _check_prompt_id,
+    _dump,
+    _encode_result,
+    _finish_encoded,
+    _history_entry,
+    _open_connection,
+    _queue_item,
+    _restart_message,
+    _transition,
+    _unique_ids,
+    _without_sensitive,
+)
 
-PromptState = Literal["pending", "running", "success", "error", "interrupted", "cancelled"]
-FinishState = Literal["success", "error", "interrupted"]
-
-PENDING: PromptState = "pending"
-RUNNING: PromptState = "running"
-SUCCESS: PromptState = "success"
-ERROR: PromptState = "error"
-INTERRUPTED: PromptState = "interrupted"
-CANCELLED: PromptState = "cancelled"
-
-ALL_STATES: frozenset[str] = frozenset({PENDING, RUNNING, SUCCESS, ERROR, INTERRUPTED, CANCELLED})
-# States that own a history entry. Cancelled prompts never ran, so (as in ComfyUI, which
-# simply drops them from the heap) they are not history; their row stays as a tombstone so
-# `state_of` can still answer "cancelled".
-HISTORY_STATES: frozenset[str] = frozenset({SUCCESS, ERROR, INTERRUPTED})
-TERMINAL_STATES: frozenset[str] = HISTORY_STATES | {CANCELLED}
+# The store's public API. The states, QueueItem, StoreError and the schema constants are
+# defined in server/store_sqlite.py (its schema and row codecs need them) and re-exported here.
+__all__ = [
+    "ALL_STATES", "CANCELLED", "DEFAULT_MAX_HISTORY", "ERROR", "HISTORY_STATES", "INTERRUPTED", "PENDING",
+    "RESTART_REASON", "RUNNING", "SCHEMA_VERSION", "SENSITIVE_EXTRA_DATA_KEYS", "SUCCESS", "TERMINAL_STATES",
+    "FinishState", "PromptState", "PromptStore", "QueueItem", "StoreCorruptError", "StoreError",
+]
 
 DEFAULT_MAX_HISTORY = 10_000  # ComfyUI's MAXIMUM_HISTORY_SIZE
-SCHEMA_VERSION = 1
-RESTART_REASON = "server restarted while this prompt was running"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS prompts (
-    seq                INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order, breaks number ties
-    prompt_id          TEXT    NOT NULL UNIQUE,
-    number             REAL    NOT NULL,
-    prompt             TEXT    NOT NULL,
-    extra_data         TEXT    NOT NULL,
-    outputs_to_execute TEXT    NOT NULL,
-    state              TEXT    NOT NULL CHECK (state IN
-        ('pending', 'running', 'success', 'error', 'interrupted', 'cancelled')),
-    created            REAL    NOT NULL,
-    updated            REAL    NOT NULL,
-    finished_seq       INTEGER UNIQUE,  -- order of reaching a terminal state: history order
-    messages           TEXT,
-    outputs            TEXT,
-    meta               TEXT
-);
-CREATE INDEX IF NOT EXISTS prompts_by_state_number ON prompts (state, number, seq);
-CREATE TABLE IF NOT EXISTS counters (
-    name  TEXT    PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO counters (name, value) VALUES ('number', 0);
-"""
-
-_ITEM_COLUMNS = "number, prompt_id, prompt, extra_data, outputs_to_execute"
-_ENTRY_COLUMNS = f"{_ITEM_COLUMNS}, state, messages, outputs, meta"
-_HISTORY_IN = "('success', 'error', 'interrupted')"
-
-
-class StoreError(RuntimeError):
-    """The prompt store file cannot be opened or used."""
 
 
 class StoreCorruptError(StoreError):
     """`PRAGMA integrity_check` found damage in the prompt store file."""
-
-
-@dataclass(frozen=True)
-class QueueItem:
-    """One queued or running prompt, as ComfyUI's `/queue` lists it (without secrets)."""
-
-    number: float
-    prompt_id: str
-    prompt: dict[str, Any]
-    extra_data: dict[str, Any]
-    outputs_to_execute: list[str]
-
-    def as_comfy_tuple(self) -> list[Any]:
-        """`[number, prompt_id, prompt, extra_data, outputs_to_execute]`, ComfyUI's queue item."""
-        return [_wire_number(self.number), self.prompt_id, self.prompt, self.extra_data, self.outputs_to_execute]
 
 
 class PromptStore:
@@ -430,149 +400,3 @@ class PromptStore:
                 " ORDER BY finished_seq DESC LIMIT -1 OFFSET ?)",
                 (self.max_history,),
             )
-
-
-# -- connection setup ------------------------------------------------------------------------
-
-
-def _open_connection(db_path: Path) -> sqlite3.Connection:
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: the module issues BEGIN/COMMIT itself (see PromptStore._write).
-    conn = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None, timeout=30.0)
-    try:
-        _configure(conn, db_path)
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StoreError(f"cannot open prompt store {db_path}: {exc}") from exc
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _configure(conn: sqlite3.Connection, db_path: Path) -> None:
-    conn.row_factory = sqlite3.Row
-    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise StoreError(
-            f"prompt store {db_path}: SQLite refused WAL journal mode (got {mode!r}); is it on a network filesystem?"
-        )
-    # FULL fsyncs the WAL on every commit: with NORMAL a power loss can drop recently
-    # accepted prompts, which is the failure this store exists to prevent.
-    conn.execute("PRAGMA synchronous=FULL")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"prompt store {db_path} has schema version {version}; this Flowmill understands up to {SCHEMA_VERSION}"
-        )
-    conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-
-
-# -- row helpers -----------------------------------------------------------------------------
-
-
-def _transition(conn: sqlite3.Connection, prompt_id: str, source: PromptState, target: PromptState) -> bool:
-    """Move one row from `source` to `target`; False when it is not in `source`."""
-    cursor = conn.execute(
-        "UPDATE prompts SET state = ?, updated = ?, finished_seq = ? WHERE prompt_id = ? AND state = ?",
-        (target, time.time(), _next_finished_seq(conn) if target in TERMINAL_STATES else None, prompt_id, source),
-    )
-    return cursor.rowcount == 1
-
-
-def _finish_encoded(conn: sqlite3.Connection, prompt_id: str, state: FinishState, encoded: dict[str, str]) -> bool:
-    cursor = conn.execute(
-        "UPDATE prompts SET state = ?, updated = ?, finished_seq = ?, messages = ?, outputs = ?, meta = ?"
-        " WHERE prompt_id = ? AND state = 'running'",
-        (
-            state,
-            time.time(),
-            _next_finished_seq(conn),
-            encoded["messages"],
-            encoded["outputs"],
-            encoded["meta"],
-            prompt_id,
-        ),
-    )
-    return cursor.rowcount == 1
-
-
-def _encode_result(messages: list[list[Any]], outputs: dict[str, Any], meta: dict[str, Any]) -> dict[str, str]:
-    # Encoded before the lock is taken, so a bad value fails without holding up other threads.
-    return {"messages": _dump(messages, "messages"), "outputs": _dump(outputs, "outputs"), "meta": _dump(meta, "meta")}
-
-
-def _restart_message(prompt_id: str) -> list[Any]:
-    data = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": [], "reason": RESTART_REASON}
-    return ["execution_interrupted", data]
-
-
-def _next_finished_seq(conn: sqlite3.Connection) -> int:
-    # Only called inside a write transaction, so no other writer can take the same value.
-    return conn.execute("SELECT COALESCE(MAX(finished_seq), 0) + 1 FROM prompts").fetchone()[0]
-
-
-def _queue_item(row: sqlite3.Row) -> QueueItem:
-    return QueueItem(
-        number=row["number"],
-        prompt_id=row["prompt_id"],
-        prompt=json.loads(row["prompt"]),
-        extra_data=json.loads(row["extra_data"]),
-        outputs_to_execute=json.loads(row["outputs_to_execute"]),
-    )
-
-
-def _history_entry(row: sqlite3.Row) -> dict[str, Any]:
-    succeeded = row["state"] == SUCCESS
-    return {
-        "prompt": _queue_item(row).as_comfy_tuple(),
-        "outputs": json.loads(row["outputs"]),
-        # ComfyUI has only success/error: an interrupted prompt is an error that did not complete.
-        "status": {
-            "status_str": "success" if succeeded else "error",
-            "completed": succeeded,
-            "messages": json.loads(row["messages"]),
-        },
-        "meta": json.loads(row["meta"]),
-    }
-
-
-# -- value helpers ---------------------------------------------------------------------------
-
-
-def _wire_number(number: float) -> float | int:
-    # ComfyUI's server-assigned numbers are ints on the wire ([3, "id", ...]); keep that look
-    # for clients that print or compare them, while client-given fractional numbers stay floats.
-    return int(number) if number.is_integer() else number
-
-
-def _without_sensitive(extra_data: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in extra_data.items() if key not in SENSITIVE_EXTRA_DATA_KEYS}
-
-
-def _dump(value: Any, field: str) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"prompt store: {field} must be JSON-serialisable: {exc}") from exc
-
-
-def _check_prompt_id(prompt_id: object) -> None:
-    if not isinstance(prompt_id, str) or not prompt_id:
-        raise ValueError(f"prompt_id must be a non-empty string, got {prompt_id!r}")
-
-
-def _unique_ids(prompt_ids: Iterable[str]) -> list[str]:
-    # A bare string is iterable too; cancelling its characters one by one would be a silent bug.
-    if isinstance(prompt_ids, str | bytes):
-        raise TypeError(f"expected a collection of prompt ids, got the single string {prompt_ids!r}")
-    return list(dict.fromkeys(prompt_ids))
-
-
-def _check_messages(messages: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    checked: list[list[Any]] = []
-    for index, message in enumerate(messages):
-        if isinstance(message, str | bytes) or len(message) != 2 or not isinstance(message[0], str):
-            raise ValueError(f"messages[{index}] must be an [event, data] pair with a string event, got {message!r}")
-        checked.append([message[0], message[1]])
-    return checked

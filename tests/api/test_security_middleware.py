@@ -20,17 +20,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 
 from server import security
+from server.addresses import check_bind, is_loopback_address
 from server.security import (
     CONTENT_SECURITY_POLICY,
     TOKEN_COOKIE,
     RedactingAccessLogger,
     SecurityConfig,
     SecurityError,
-    check_bind,
     generate_token,
     install_response_headers,
     install_security,
-    is_loopback_address,
     security_middleware,
     token_matches,
     token_subprotocols,
