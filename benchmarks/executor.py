@@ -3,12 +3,11 @@
 Graphs of N = 100, 1,000 and 10,000 cheap image nodes (8x8 pixels), in two shapes:
 
 - chain: EmptyImage -> (N-2) x ImageInvert -> PreviewImage. Depth N.
-- fan:   EmptyImage feeds k = (N-1)//2 ImageInvert branches; a balanced binary tree of k-1
-         ImageBlend nodes folds them into one image for a single PreviewImage. 2k+1 nodes
-         (N-1 for even N), depth ~log2(k). Every branch reaches the output, every node is
-         cheap, and only one 8x8 PNG is written per run. Identical branches have identical
-         Merkle keys (a key has no node id, as in ComfyUI), so every branch still runs but
-         the cache holds only ~log2(k) entries for the fan.
+- fan:   EmptyImage feeds k = (N-1)//2 leaf ImageBlend nodes, each blending the image with
+         itself at its own factor (so every leaf has its own Merkle key: identical siblings
+         would run once, as in ComfyUI); a balanced binary tree of k-1 ImageBlend nodes folds
+         them into one image for a single PreviewImage. 2k+1 nodes (N-1 for even N), depth
+         ~log2(k). Every node runs when cold, and only one 8x8 PNG is written per run.
 
 Each shape is timed in three cases:
 
@@ -88,12 +87,17 @@ def chain(n: int, color: int) -> Prompt:
 
 
 def fan(n: int, color: int, leaf_factor: float = 0.5) -> tuple[Prompt, str]:
-    """EmptyImage -> k ImageInvert -> ImageBlend tree -> PreviewImage; returns (prompt, first leaf blend id)."""
+    """EmptyImage -> k distinct leaf blends -> ImageBlend tree -> PreviewImage; returns (prompt, first tree blend id).
+
+    Each leaf blends the image with itself at its own factor, so every leaf has its own cache
+    key: identical siblings would (rightly) run once and the fan would measure nothing.
+    """
     leaves = max((n - 1) // 2, 2)
     prompt: Prompt = {"e": _node("EmptyImage", width=8, height=8, batch_size=1, color=color)}
     level = []
     for index in range(leaves):
-        prompt[f"i{index}"] = _node("ImageInvert", image=["e", 0])
+        prompt[f"i{index}"] = _node("ImageBlend", image1=["e", 0], image2=["e", 0],
+                                    blend_factor=round(index / leaves, 6), blend_mode="normal")
         level.append(f"i{index}")
     blends = 0
     while len(level) > 1:
