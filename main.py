@@ -9,6 +9,7 @@ that needs them, so `submit` never loads torch. Exit codes: 0 success, 1 workflo
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "serve")  # `python main.py [--flags]` serves, as ComfyUI's main.py does
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The server reports to the log (packs loaded or failed, prompts recovered after a crash);
+    # headless commands keep stderr for their progress and show only warnings.
+    logging.basicConfig(level=logging.INFO if args.command == "serve" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return {"serve": serve, "run": run, "submit": submit}[args.command](args, parser)
 
 
