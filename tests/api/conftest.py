@@ -22,6 +22,19 @@ from server.app import create_app
 from server.security import SecurityConfig
 from tests.fixtures.stub_nodes import stub_registry
 
+# The smallest canvas (LiteGraph v0.4) file: EmptyImage -> PreviewImage.
+MINIMAL_CANVAS = {
+    "last_node_id": 2, "last_link_id": 1, "version": 0.4,
+    "nodes": [
+        {"id": 1, "type": "EmptyImage", "mode": 0, "inputs": [],
+         "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1], "slot_index": 0}],
+         "widgets_values": [8, 8, 1, 255]},
+        {"id": 2, "type": "PreviewImage", "mode": 0,
+         "inputs": [{"name": "images", "type": "IMAGE", "link": 1}], "outputs": [], "widgets_values": []},
+    ],
+    "links": [[1, 1, 0, 2, 0, "IMAGE"]],
+}
+
 
 def build_runtime(folders: Folders) -> Runtime:
     registry = NodeRegistry()

@@ -24,21 +24,12 @@ import server.file_routes
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 from server.store import PromptStore
+from tests.api.conftest import MINIMAL_CANVAS
 
 STORE_METHODS = ("queue_remaining", "next_number", "enqueue", "queue", "delete_pending", "clear_pending",
                  "history", "history_item", "state_of", "delete_history", "clear_history", "finish",
                  "claim_next", "recover_after_restart", "close")
-CANVAS = {
-    "last_node_id": 2, "last_link_id": 1, "version": 0.4,
-    "nodes": [
-        {"id": 1, "type": "EmptyImage", "mode": 0, "inputs": [],
-         "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1], "slot_index": 0}],
-         "widgets_values": [8, 8, 1, 255]},
-        {"id": 2, "type": "PreviewImage", "mode": 0,
-         "inputs": [{"name": "images", "type": "IMAGE", "link": 1}], "outputs": [], "widgets_values": []},
-    ],
-    "links": [[1, 1, 0, 2, 0, "IMAGE"]],
-}
+CANVAS = MINIMAL_CANVAS
 
 
 class LoopCalls:

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from PIL import Image
 
 from engine.paths import Folders
-from tests.api.conftest import Session
+from tests.api.conftest import MINIMAL_CANVAS, Session
 
 
 def image_graph(color: int = 0xFF0000, prefix: str = "test") -> dict:
@@ -319,18 +319,7 @@ async def test_history_paging_and_clear(session: Session, client: TestClient) ->
 
 
 async def test_ui_workflow_can_be_posted_directly(session: Session) -> None:
-    workflow = {
-        "last_node_id": 2, "last_link_id": 1, "version": 0.4,
-        "nodes": [
-            {"id": 1, "type": "EmptyImage", "mode": 0, "inputs": [],
-             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1], "slot_index": 0}],
-             "widgets_values": [8, 8, 1, 255]},
-            {"id": 2, "type": "PreviewImage", "mode": 0,
-             "inputs": [{"name": "images", "type": "IMAGE", "link": 1}], "outputs": [], "widgets_values": []},
-        ],
-        "links": [[1, 1, 0, 2, 0, "IMAGE"]],
-    }
-    _, messages = await session.run(workflow)
+    _, messages = await session.run(MINIMAL_CANVAS)
     assert "execution_success" in types_of(messages)
 
 
