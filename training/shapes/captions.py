@@ -1,0 +1,109 @@
+"""Varied English captions (lower case) for scenes and motion clips.
+
+Every template names all five attributes (and the direction, for motion), each with a word the parser
+in `parse` maps back unambiguously. The phrase tables here are the single source of the wording; `parse`
+reads the same tables. Imports `scene`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.shapes.scene import MotionScene, Scene
+
+SIZE_WORDS: dict[str, tuple[str, ...]] = {"small": ("small", "little", "tiny"), "large": ("large", "big")}
+
+# Synonyms only where they are natural; each word belongs to exactly one name.
+COLOUR_WORDS: dict[str, tuple[str, ...]] = {"gray": ("gray", "grey")}
+SHAPE_WORDS: dict[str, tuple[str, ...]] = {"cross": ("cross", "plus sign")}
+
+# Full placement phrases (with their preposition). Corners name both sides; edge cells name one side
+# (optionally with "center"/"middle" for the other axis); the centre names only "center"/"middle".
+PLACE_PHRASES: dict[str, tuple[str, ...]] = {
+    "top left": ("at the top left", "in the top left corner", "in the upper left corner"),
+    "top": ("at the top", "at the top center", "in the upper middle"),
+    "top right": ("at the top right", "in the top right corner", "in the upper right corner"),
+    "left": ("on the left", "on the left side", "at the middle left"),
+    "center": ("in the center", "in the middle", "at the center"),
+    "right": ("on the right", "on the right side", "at the middle right"),
+    "bottom left": ("at the bottom left", "in the bottom left corner", "in the lower left corner"),
+    "bottom": ("at the bottom", "at the bottom center", "in the lower middle"),
+    "bottom right": ("at the bottom right", "in the bottom right corner", "in the lower right corner"),
+}
+# Bare placement names for list-like captions ("a small green ring, bottom right, on white").
+PLACE_NAMES: dict[str, tuple[str, ...]] = {
+    "top left": ("top left",),
+    "top": ("top middle", "top center"),
+    "top right": ("top right",),
+    "left": ("middle left", "left side"),
+    "center": ("center", "middle"),
+    "right": ("middle right", "right side"),
+    "bottom left": ("bottom left",),
+    "bottom": ("bottom middle", "bottom center"),
+    "bottom right": ("bottom right",),
+}
+MOTION_VERBS: tuple[str, ...] = ("moving", "sliding", "drifting")
+DIRECTION_PHRASES: dict[str, tuple[str, ...]] = {
+    "left": ("left", "to the left"),
+    "right": ("right", "to the right"),
+    "up": ("up", "upward"),
+    "down": ("down", "downward"),
+}
+
+# {thing} is "<size> <colour> <shape>" with its article, so the colour word always sits right before the
+# shape word; {where} is a full placement phrase, {name} a bare one; {bg} is the background colour word
+# and {a_bg} the same with its article.
+TEMPLATES: tuple[str, ...] = (
+    "{thing} {where} on {a_bg} background",
+    "{bg} background, {thing} {where}",
+    "{thing}, {name}, on {bg}",
+    "{where}, {thing} against {a_bg} background",
+    "{a_bg} backdrop with {thing} {where}",
+    "{thing} on {bg}, {where}",
+    "an image of {thing} {where}, {bg} background",
+)
+MOTION_TEMPLATES: tuple[str, ...] = (
+    "{thing} {verb} {dir} from {place} on {a_bg} background",
+    "{bg} background, {thing} {where}, {verb} {dir}",
+    "{thing} starting {where} and {verb} {dir} across {a_bg} background",
+    "on {a_bg} background, {thing} {verb} {dir}, starting {where}",
+)
+
+
+def _choice(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _with_article(phrase: str) -> str:
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def _words(rng: np.random.Generator, scene: Scene) -> dict[str, str]:
+    colour = _choice(rng, COLOUR_WORDS.get(scene.colour, (scene.colour,)))
+    shape = _choice(rng, SHAPE_WORDS.get(scene.shape, (scene.shape,)))
+    where = _choice(rng, PLACE_PHRASES[scene.position])
+    background = _choice(rng, COLOUR_WORDS.get(scene.background, (scene.background,)))
+    return {
+        "thing": _with_article(f"{_choice(rng, SIZE_WORDS[scene.size])} {colour} {shape}"),
+        "where": where,
+        "name": _choice(rng, PLACE_NAMES[scene.position]),
+        # "from the top left" reads better than "from at the top left": keep only the noun phrase.
+        "place": where.split(" ", 1)[1],
+        "bg": background,
+        "a_bg": _with_article(background),
+    }
+
+
+def caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A caption for `scene` in a randomly chosen template and wording."""
+    template = _choice(rng, TEMPLATES)
+    return template.format(**_words(rng, scene))
+
+
+def motion_caption(motion: MotionScene, rng: np.random.Generator) -> str:
+    """A caption for a motion clip: the scene at its start plus the direction of travel."""
+    template = _choice(rng, MOTION_TEMPLATES)
+    words = _words(rng, motion.scene)
+    words["verb"] = _choice(rng, MOTION_VERBS)
+    words["dir"] = _choice(rng, DIRECTION_PHRASES[motion.direction])
+    return template.format(**words)

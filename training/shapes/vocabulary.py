@@ -1,0 +1,51 @@
+"""The fixed vocabulary and layout of the shapes world: names, RGB values and pixel geometry.
+
+Pure constant tables only. Every other module of the package reads its words and numbers from here,
+so a new colour or shape is one edit. Imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+# Shapes are drawn upright, each filling (or nearly filling) a square of the scene's extent.
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring", "cross")
+
+# Saturated, far-apart colours: the closest pair (orange/yellow) is ~100 apart in RGB and every other pair
+# is further, so a VAE's blur and a weak generator's colour drift still leave the nearest name correct.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "orange": (245, 130, 15),
+    "yellow": (240, 230, 30),
+    "green": (40, 170, 60),
+    "cyan": (30, 200, 220),
+    "blue": (35, 70, 220),
+    "purple": (170, 40, 210),
+    "white": (245, 245, 245),
+    "gray": (128, 128, 128),
+    "black": (20, 20, 20),
+}
+COLOURS: tuple[str, ...] = tuple(PALETTE)
+
+SIZES: tuple[str, ...] = ("small", "large")
+
+# Row-major 3x3 grid; the name is the canonical phrase ("top" is the top-middle cell).
+POSITIONS: tuple[str, ...] = (
+    "top left", "top", "top right",
+    "left", "center", "right",
+    "bottom left", "bottom", "bottom right",
+)  # fmt: skip
+
+DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
+
+# Geometry is defined at a 64 px reference canvas and scaled linearly to any other render size.
+REFERENCE_SIZE = 64
+# Side of the square each shape fills. 22 vs 14 px: areas differ ~2.5x, so size survives any blur, and a
+# small star or ring still has enough pixels to read as one.
+EXTENT_PX: dict[str, float] = {"small": 14.0, "large": 22.0}
+# Cell centres along either axis. 14 = half a large extent (11) + the largest jitter (2) + 1 px margin,
+# so a large shape in a corner cell stays fully inside; 50 mirrors it.
+CELL_CENTRES_PX: tuple[float, float, float] = (14.0, 32.0, 50.0)
+MAX_JITTER_PX = 2
+# A moving shape shifts this far per frame; MAX_FRAMES keeps a large shape starting in a middle cell
+# inside the canvas for the whole clip (32 - 11 - 2 - 2 * 7 = 5 px of margin).
+MOTION_STEP_PX = 2
+MAX_FRAMES = 8
