@@ -58,6 +58,7 @@ class VaeTraining:
     learning_rate: float = 1e-3
     kl_weight: float = 1e-4  # on the latent mean's magnitude, so latents stay O(1)
     latent_noise: float = 0.1
+    shape_weight: float = 10.0  # loss weight of shape pixels relative to background pixels
     seed: int = 0
     chunk: int = 4096  # images generated at a time from the shapes world
 
@@ -71,16 +72,32 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return images.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def batches(settings: VaeTraining) -> Iterator[torch.Tensor]:
-    """Endless training batches; each chunk of the world comes from its own seed."""
+def shape_weights(pixels: torch.Tensor, boost: float) -> torch.Tensor:
+    """Per-pixel loss weights Nx1xHxW: `boost` times more on pixels far from the border colour.
+
+    The shape covers 5-12% of an image, so an unweighted loss is dominated by background and
+    the VAE learns flat colours long before shapes (tried: after 2,000 steps, backgrounds
+    100% right and shapes 18%). Weights are normalised to mean 1 per image.
+    """
+    border = torch.cat([pixels[..., 0, :], pixels[..., -1, :], pixels[..., :, 0], pixels[..., :, -1]], dim=-1)
+    background = border.median(dim=-1).values[..., None, None]
+    foreground = ((pixels - background).abs().amax(dim=1, keepdim=True) > 0.25).float()
+    weights = 1.0 + (boost - 1.0) * foreground
+    return weights / weights.mean(dim=(2, 3), keepdim=True)
+
+
+def batches(settings: VaeTraining) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless (pixels, loss weights) batches; each chunk of the world comes from its own seed."""
     chunk_index = 0
     generator = torch.Generator().manual_seed(settings.seed)
     while True:
         images, _, _ = make_dataset(settings.chunk, seed=settings.seed * 1000 + chunk_index, split="train")
         pixels = to_model_range(images)
+        weights = shape_weights(pixels, settings.shape_weight)
         order = torch.randperm(len(pixels), generator=generator)
         for start in range(0, len(order) - settings.batch_size + 1, settings.batch_size):
-            yield pixels[order[start:start + settings.batch_size]]
+            chosen = order[start:start + settings.batch_size]
+            yield pixels[chosen], weights[chosen]
         chunk_index += 1
 
 
@@ -98,7 +115,7 @@ def train(vae: AutoencoderKL, settings: VaeTraining, log_path: Path) -> None:
     vae.train()
     started = time.perf_counter()
     with log_path.open("w") as log, tqdm(total=settings.steps, desc="vae", unit="step") as bar:
-        for step, pixels in zip(range(settings.steps), batches(settings), strict=False):
+        for step, (pixels, weights) in zip(range(settings.steps), batches(settings), strict=False):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(settings, step)
             posterior = vae.encode(pixels).latent_dist
@@ -108,7 +125,7 @@ def train(vae: AutoencoderKL, settings: VaeTraining, log_path: Path) -> None:
             # smooth, which is what the flow model needs; the KL term only bounds its scale.
             latents = posterior.mean + settings.latent_noise * torch.randn_like(posterior.mean)
             reconstruction = vae.decode(latents).sample
-            l1 = (reconstruction - pixels).abs().mean()
+            l1 = ((reconstruction - pixels).abs() * weights).mean()
             kl = posterior.mean.pow(2).mean()
             loss = l1 + settings.kl_weight * kl
             optimizer.zero_grad(set_to_none=True)

@@ -15,6 +15,7 @@ from training.vae import (
     demo_vae_config,
     fit_latent_scale,
     reconstruction_report,
+    shape_weights,
     to_model_range,
     to_uint8,
     train,
@@ -46,3 +47,15 @@ def test_a_few_steps_train_log_and_report(tmp_path: Path) -> None:
     report = reconstruction_report(vae, seed=2, count=16)
     assert set(report["evaluator_accuracy"]) == {"shape", "colour", "background", "size", "position"}
     assert 0 < report["psnr_db"] < 60
+
+
+def test_shape_pixels_weigh_more_and_weights_average_one() -> None:
+    from training.shapes import make_dataset, mask
+
+    images, _, scenes = make_dataset(4, seed=3)
+    weights = shape_weights(to_model_range(images), boost=10.0)
+    assert torch.allclose(weights.mean(dim=(1, 2, 3)), torch.ones(4))
+    for index, scene in enumerate(scenes):
+        shape_pixels = torch.from_numpy(mask(scene, 64))
+        inside, outside = weights[index, 0][shape_pixels], weights[index, 0][~shape_pixels]
+        assert inside.min() > outside.max()
