@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -172,7 +172,6 @@ def _web_directory(entry: Path, module: ModuleType) -> tuple[str | None, str | N
 class _PackContext:
     python_module: str
     display_names: Mapping[Any, Any]
-    web_directory: str | None
 
     def display_name(self, class_type: Any) -> str | None:
         name = self.display_names.get(class_type)
@@ -184,8 +183,6 @@ def _register_class(
 ) -> None:
     try:
         spec = spec_from_v1_class(str(class_type), cls, context.display_name(class_type), context.python_module)
-        if context.web_directory is not None:
-            spec = replace(spec, web_directory=context.web_directory)
         registry.register(spec, strict=False)
     except Exception:
         failure(f"node {class_type!r} skipped:\n{traceback.format_exc()}")
@@ -215,7 +212,6 @@ def _register_pack(registry: NodeRegistry, pack_name: str, entry: Path, module: 
     context = _PackContext(
         python_module=f"{PACK_MODULE_PARENT}.{pack_name}",
         display_names=display_names if isinstance(display_names, Mapping) else {},
-        web_directory=web_directory,
     )
     for class_type, cls in mappings.items():
         _register_class(registry, failure, class_type, cls, context)

@@ -112,7 +112,6 @@ class NodeSpec:
     validate_wants_types: bool = False
     deprecated: bool = False
     experimental: bool = False
-    web_directory: str | None = None
     version: int = 1  # bumped, with a migration, when a node's inputs change
 
     def input(self, name: str) -> InputSpec | None:

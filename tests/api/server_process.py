@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,17 @@ def free_port() -> int:
 class ServerProcess:
     """`python main.py` in `workdir` (its folders and queue database live there)."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, custom_nodes: Path = E2E_NODES,
+                 token: str | None = None, extra_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        self.custom_nodes = custom_nodes
+        self.token = token
+        self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen | None = None
         self.log = workdir / "server.log"
+        # Loopback only: never route test traffic through a proxy from the environment.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     @property
     def url(self) -> str:
@@ -39,7 +46,9 @@ class ServerProcess:
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         command = [sys.executable, str(REPO / "main.py"), "--port", str(self.port), "--cpu",
-                   "--custom-nodes-dir", str(E2E_NODES)]
+                   "--custom-nodes-dir", str(self.custom_nodes), *self.extra_args]
+        if self.token is not None:
+            command += ["--token", self.token]
         environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
@@ -72,12 +81,16 @@ class ServerProcess:
             self.process.kill()
             self.process.wait(10)
 
+    def _request(self, path: str, body: dict | None = None) -> urllib.request.Request:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        data = json.dumps(body).encode() if body is not None else None
+        return urllib.request.Request(self.url + path, data=data, headers=headers)
+
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+        with self._opener.open(self._request(path), timeout=10) as response:
             return json.loads(response.read())
 
     def post(self, path: str, body: dict) -> Any:
-        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode())
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with self._opener.open(self._request(path, body), timeout=10) as response:
             raw = response.read()
             return json.loads(raw) if raw else None

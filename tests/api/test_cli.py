@@ -11,17 +11,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
+
+from tests.api.server_process import ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "main.py"
@@ -223,58 +223,11 @@ def test_terminal_progress_prints_plain_lines_without_a_tty() -> None:
 # --------------------------------------------------------------------------- submit
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """`main.py serve` on 127.0.0.1 in its own folder; stops only the process it started."""
-
-    def __init__(self, workdir: Path, *extra: str) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir, self.port = workdir, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, str(MAIN), "serve", "--listen", "127.0.0.1", "--port", str(self.port), "--cpu",
-                   "--custom-nodes-dir", str(workdir / "custom_nodes"), *extra]
-        self.log = (workdir / "server.log").open("wb")
-        self.process = subprocess.Popen(command, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
-
-    def wait_ready(self, timeout: float = 90) -> Server:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            request = urllib.request.Request(self.url + "/system_stats",
-                                             headers={"Authorization": f"Bearer {TOKEN}"})
-            try:
-                with opener.open(request, timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server not ready:\n{(self.workdir / 'server.log').read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.log.close()
-
-
-def _server_or_skip(workdir: Path, *extra: str) -> Iterator[Server]:
-    try:
-        import server.app  # noqa: F401
-    except ImportError as error:
-        pytest.skip(f"server/app.py is not importable yet: {error}")
-    running = Server(workdir, *extra).wait_ready()
+def _running_server(workdir: Path, token: str | None = None) -> Iterator[ServerProcess]:
+    """A real server in `workdir` with no custom nodes; stopped afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "custom_nodes").mkdir(exist_ok=True)
+    running = ServerProcess(workdir, custom_nodes=workdir / "custom_nodes", token=token).start(timeout=90)
     try:
         yield running
     finally:
@@ -282,11 +235,11 @@ def _server_or_skip(workdir: Path, *extra: str) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from _server_or_skip(tmp_path_factory.mktemp("server"))
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from _running_server(tmp_path_factory.mktemp("server"))
 
 
-def test_submit_ui_workflow_downloads_the_png(server: Server, tmp_path: Path) -> None:
+def test_submit_ui_workflow_downloads_the_png(server: ServerProcess, tmp_path: Path) -> None:
     canvas = ui_workflow(prefix="submitted")
     workflow = write_json(tmp_path / "ui.json", canvas)
     out = tmp_path / "downloads"
@@ -310,7 +263,7 @@ def test_submit_ui_workflow_downloads_the_png(server: Server, tmp_path: Path) ->
     assert read_png(out / "png_00001_.png")[0] == inverted(0x000000)
 
 
-def test_submit_invalid_workflow_prints_the_server_error(server: Server, tmp_path: Path) -> None:
+def test_submit_invalid_workflow_prints_the_server_error(server: ServerProcess, tmp_path: Path) -> None:
     workflow = write_json(tmp_path / "api.json", api_workflow())
     result = cli("submit", str(workflow), "--server", server.url, "--set", "Canvas.width=-3",
                  "--out", str(tmp_path), cwd=tmp_path, timeout=60)
@@ -319,7 +272,7 @@ def test_submit_invalid_workflow_prints_the_server_error(server: Server, tmp_pat
 
 
 def test_submit_with_a_token(tmp_path: Path) -> None:
-    servers = _server_or_skip(tmp_path / "server", "--token", TOKEN)
+    servers = _running_server(tmp_path / "server", token=TOKEN)
     running = next(servers)
     try:
         workflow = write_json(tmp_path / "api.json", api_workflow(prefix="tok"))
