@@ -9,6 +9,7 @@ that needs them, so `submit` never loads torch. Exit codes: 0 success, 1 workflo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the canvas and the ComfyUI API (the default)")
     serve.add_argument("--listen", action="append", help="address to bind (repeat or comma-separate); 127.0.0.1")
     serve.add_argument("--port", type=int, default=8188)
+    serve.add_argument("--workflow", type=Path,
+                       help="the workflow the browser opens with (default: workflows/default.json)")
     serve.add_argument("--token", help="access token for remote use; 'auto' generates and prints one")
     serve.add_argument("--insecure-no-auth", action="store_true", help="allow a non-loopback bind without a token")
     _engine_flags(serve, ("--output-dir", "--out"))
@@ -74,8 +77,12 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
         cache = _cache(args.cache)
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
-    return Settings(models_dir=args.models_dir, input_dir=args.input_dir, output_dir=args.output_dir, cache=cache,
-                    force_cpu=args.cpu, custom_nodes_dir=args.custom_nodes_dir, safe_mode=args.safe_mode)
+    settings = Settings(models_dir=args.models_dir, input_dir=args.input_dir, output_dir=args.output_dir, cache=cache,
+                        force_cpu=args.cpu, custom_nodes_dir=args.custom_nodes_dir, safe_mode=args.safe_mode)
+    workflow = getattr(args, "workflow", None)
+    if workflow is not None and args.command == "serve":
+        settings = dataclasses.replace(settings, default_workflow=workflow.resolve())
+    return settings
 
 
 def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -93,7 +100,12 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from engine.runtime import build_runtime
     from server.app import serve as serve_app
 
-    serve_app(build_runtime(_settings(args, parser)), security)
+    settings = _settings(args, parser)
+    if not settings.default_workflow.is_file():
+        print(f"flowmill: default workflow not found: {settings.default_workflow}", file=sys.stderr)
+        return 2
+    logging.getLogger("flowmill").info("the browser opens with %s", settings.default_workflow)
+    serve_app(build_runtime(settings), security)
     return 0
 
 

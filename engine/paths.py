@@ -32,6 +32,10 @@ MODEL_FOLDERS = (
 )
 LEGACY_MODEL_FOLDERS = {"unet": "diffusion_models", "clip": "text_encoders"}
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+# Weights Flowmill loads: safetensors only (pickle formats can run code when opened).
+MODEL_EXTENSIONS = frozenset({".safetensors", ".sft"})
+# A folder holding a whole model in diffusers layout; listed and loaded as one entry.
+MODEL_FOLDER_MARKER = "model_index.json"
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _ON_WINDOWS = os.name == "nt"
 # Longest name accepted; PATH_MAX on Linux. Longer strings are attacks or mistakes.
@@ -208,21 +212,35 @@ class Folders:
             raise UnsafePathError(f"unknown model folder {name!r}; expected one of {list(MODEL_FOLDERS)}")
         return self.models_dir / folder
 
-    def list_files(self, root: Path, extensions: frozenset[str] | None = None) -> list[str]:
-        """Relative file names under `root`, sorted, with '/' separators; hidden files skipped."""
+    def list_files(
+        self, root: Path, extensions: frozenset[str] | None = None, folder_marker: str | None = None
+    ) -> list[str]:
+        """Relative file names under `root`, sorted, with '/' separators; hidden files skipped.
+
+        A subfolder containing a file named `folder_marker` is listed as one entry (its own
+        relative name) and its contents are not listed. Symlinked folders are not followed.
+        """
         if not root.is_dir():
             return []
         names = []
-        for path in root.rglob("*"):
-            relative = path.relative_to(root)
-            if any(part.startswith(".") for part in relative.parts) or not path.is_file():
-                continue
-            if extensions is None or path.suffix.lower() in extensions:
+        for current, folders, files in os.walk(root):
+            here = Path(current)
+            relative = here.relative_to(root)
+            folders[:] = [folder for folder in folders if not folder.startswith(".")]
+            if folder_marker is not None and here != root and folder_marker in files:
                 names.append(relative.as_posix())
+                folders.clear()
+                continue
+            for file in files:
+                if file.startswith(".") or not (here / file).is_file():
+                    continue
+                if extensions is None or Path(file).suffix.lower() in extensions:
+                    names.append((relative / file).as_posix())
         return sorted(names)
 
     def list_models(self, name: str) -> list[str]:
-        return self.list_files(self.model_folder(name))
+        """Model files (.safetensors, .sft) and diffusers-layout model folders in models/<name>."""
+        return self.list_files(self.model_folder(name), MODEL_EXTENSIONS, MODEL_FOLDER_MARKER)
 
     def list_input_images(self) -> list[str]:
         return self.list_files(self.input_dir, IMAGE_EXTENSIONS)
@@ -234,6 +252,7 @@ class Folders:
         return self.list_models(source)
 
     def resolve_model(self, folder: str, name: str) -> Path:
+        """The real path of a listed model: a weights file or a model folder (model_index.json)."""
         return resolve_under(self.model_folder(folder), name)
 
     def resolve_annotated(self, name: str, default_type: str = "input") -> Path:

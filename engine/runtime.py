@@ -16,6 +16,8 @@ from engine.executor import Executor
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -33,6 +35,8 @@ class Settings:
     safe_mode: bool = False
     cache_device_gib: float = 4.0
     cache_host_gib: float = 8.0
+    # The workflow the browser opens with: text to image on the shipped demo model.
+    default_workflow: Path = PROJECT_DIR / "workflows" / "default.json"
 
     def folders(self) -> Folders:
         defaults = Folders.under(self.base_dir)

@@ -247,6 +247,17 @@ def _system_stats(device: torch.device) -> dict[str, Any]:
     return {"system": system, "devices": [stats]}
 
 
+@routes.get("/flowmill/default_workflow")
+async def get_default_workflow(request: web.Request) -> web.Response:
+    """The canvas workflow the browser opens with (`serve --workflow`, default workflows/default.json)."""
+    path = request.app[RUNTIME].settings.default_workflow
+    try:
+        text = await off_loop(path.read_text, "utf-8")
+    except OSError:
+        raise web.HTTPNotFound(text=f"default workflow {path.name} is missing") from None
+    return web.Response(text=text, content_type="application/json")
+
+
 @routes.get("/features")
 async def get_features(request: web.Request) -> web.Response:
     """The same map the websocket sends in reply to a client's `feature_flags`."""

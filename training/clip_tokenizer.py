@@ -69,13 +69,16 @@ def vocabulary(merges: list[tuple[str, str]]) -> dict[str, int]:
     return {token: index for index, token in enumerate(tokens)}
 
 
-def write_tokenizer_files(bpe_gz: Path, out_dir: Path) -> None:
-    """vocab.json + merges.txt, then the transformers files saved from the loaded tokenizer."""
+def write_tokenizer_files(bpe_gz: Path, out_dir: Path, max_length: int = MAX_LENGTH) -> None:
+    """vocab.json + merges.txt, then the transformers files saved from the loaded tokenizer.
+
+    `max_length` is the padded prompt window; OpenAI's CLIP uses 77, the demo model a shorter one.
+    """
     from transformers import CLIPTokenizer
 
     merges = read_merges(bpe_gz)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "vocab.json").write_text(json.dumps(vocabulary(merges), ensure_ascii=False))
     (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(pair) for pair in merges) + "\n")
-    tokenizer = CLIPTokenizer.from_pretrained(str(out_dir), model_max_length=MAX_LENGTH)
+    tokenizer = CLIPTokenizer.from_pretrained(str(out_dir), model_max_length=max_length)
     tokenizer.save_pretrained(str(out_dir))

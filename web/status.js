@@ -57,7 +57,10 @@ async function readWorkflow(file) {
 }
 
 async function submit(file) {
-  const workflow = await readWorkflow(file);
+  await queueWorkflow(await readWorkflow(file));
+}
+
+async function queueWorkflow(workflow) {
   const isCanvasFile = Array.isArray(workflow.nodes);
   const body = { prompt: workflow, client_id: clientId,
                  extra_data: isCanvasFile ? { extra_pnginfo: { workflow } } : {} };
@@ -69,8 +72,32 @@ async function submit(file) {
     : `rejected: ${result.error.message}\n${JSON.stringify(result.node_errors, null, 2)}`;
 }
 
+// The workflow Flowmill opens with (`serve --workflow`): its first CLIPTextEncode node is the
+// prompt this page lets you edit before queueing.
+let defaultWorkflow = null;
+
+async function loadDefaultWorkflow() {
+  const response = await fetch("/api/flowmill/default_workflow");
+  if (!response.ok) { $("default-prompt").placeholder = "no default workflow"; return; }
+  defaultWorkflow = await response.json();
+  const promptNode = defaultWorkflow.nodes.find((node) => node.type === "CLIPTextEncode");
+  if (promptNode) $("default-prompt").value = promptNode.widgets_values[0];
+  $("queue-default").disabled = false;
+}
+
+function queueDefault() {
+  const workflow = structuredClone(defaultWorkflow);
+  const promptNode = workflow.nodes.find((node) => node.type === "CLIPTextEncode");
+  if (promptNode) promptNode.widgets_values[0] = $("default-prompt").value;
+  return queueWorkflow(workflow);
+}
+
 $("workflow-file").addEventListener("change", (event) => {
   const file = event.target.files[0];
   if (file) submit(file).catch((error) => { $("submit-result").textContent = String(error); });
 });
+$("queue-default").addEventListener("click", () => {
+  queueDefault().catch((error) => { $("submit-result").textContent = String(error); });
+});
+loadDefaultWorkflow().catch((error) => { $("submit-result").textContent = String(error); });
 connect();

@@ -134,7 +134,7 @@ def test_shapes_fit_inside_at_every_position(size: str) -> None:
 def test_large_shapes_are_larger() -> None:
     for shape in SHAPES:
         small, large = (mask(Scene(shape, "red", "blue", s, "center")).sum() for s in ("small", "large"))
-        assert large > 2 * small, shape
+        assert large > 1.8 * small, shape  # extents 26 vs 18 px: about 2.1x the area
 
 
 def test_mask_is_the_rendered_foreground() -> None:

@@ -38,14 +38,15 @@ DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
 
 # Geometry is defined at a 64 px reference canvas and scaled linearly to any other render size.
 REFERENCE_SIZE = 64
-# Side of the square each shape fills. 22 vs 14 px: areas differ ~2.5x, so size survives any blur, and a
-# small star or ring still has enough pixels to read as one.
-EXTENT_PX: dict[str, float] = {"small": 14.0, "large": 22.0}
-# Cell centres along either axis. 14 = half a large extent (11) + the largest jitter (2) + 1 px margin,
-# so a large shape in a corner cell stays fully inside; 50 mirrors it.
-CELL_CENTRES_PX: tuple[float, float, float] = (14.0, 32.0, 50.0)
+# Side of the square each shape fills. 26 vs 18 px: areas differ ~2x, so size survives any blur. Small
+# shapes are 18 px rather than 14 because an 8x-downsampling VAE sees a 14 px shape as ~2x2 latent cells
+# and turned small rings into discs and small crosses into diamonds (shape read back 87%).
+EXTENT_PX: dict[str, float] = {"small": 18.0, "large": 26.0}
+# Cell centres along either axis. 16 = half a large extent (13) + the largest jitter (2) + 1 px margin,
+# so a large shape in a corner cell stays fully inside; 48 mirrors it.
+CELL_CENTRES_PX: tuple[float, float, float] = (16.0, 32.0, 48.0)
 MAX_JITTER_PX = 2
 # A moving shape shifts this far per frame; MAX_FRAMES keeps a large shape starting in a middle cell
-# inside the canvas for the whole clip (32 - 11 - 2 - 2 * 7 = 5 px of margin).
+# inside the canvas for the whole clip (32 - 13 - 2 - 2 * 7 = 3 px of margin).
 MOTION_STEP_PX = 2
 MAX_FRAMES = 8

@@ -1,0 +1,153 @@
+"""The typed table of model families: what identifies each architecture and how to build it.
+
+A row says which component it is (diffusion model, VAE, text encoder), which key patterns
+identify it, how to read its config from weight shapes, how to build the module, and the
+family's defaults (noise sampling for diffusion models, latent normalisation for VAEs). FLUX
+with BFL's original keys, SD3 or Wan are further rows with their own architecture module;
+detection, loading and the wrappers do not change. The table is read-only.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+
+from modeling.architectures import autoencoder_kl, clip_text, flux
+from sampling.flow import FlowSampling
+
+Component = Literal["diffusion_model", "vae", "text_encoder"]
+COMPONENTS: tuple[Component, ...] = ("diffusion_model", "vae", "text_encoder")
+
+
+class VelocityCall(Protocol):
+    """Calls a diffusion module for the velocity of latent x [B, C, H, W] at sigma [B]."""
+
+    def __call__(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        context: torch.Tensor,
+        pooled: torch.Tensor,
+        guidance: float | None,
+    ) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class LatentFormat:
+    """How a VAE's latents are normalised for the diffusion model: `(mean - shift) * scale`."""
+
+    channels: int
+    shift: float
+    scale: float
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One architecture Flowmill can detect and load.
+
+    Key patterns use shell wildcards (`*` matches any text, dots included) and are matched
+    against the keys after `key_prefixes` are stripped and `ignored_keys` dropped (`canonical`).
+    """
+
+    name: str
+    component: Component
+    required_keys: tuple[str, ...]
+    infer_config: Callable[[Mapping[str, torch.Tensor]], dict[str, Any]]
+    build: Callable[[Mapping[str, Any]], nn.Module]
+    # config.json keys that the weight shapes cannot reveal; other config.json keys must agree
+    # with the shapes.
+    file_settings: tuple[str, ...] = ()
+    check_config: Callable[[Mapping[str, Any]], None] | None = None
+    # Patterns whose presence rules the family out, to keep look-alike architectures apart.
+    excluded_keys: tuple[str, ...] = ()
+    key_prefixes: tuple[str, ...] = ()
+    ignored_keys: tuple[str, ...] = ()
+    latent_channels: Callable[[Mapping[str, Any]], int] | None = None
+    sampling: FlowSampling | None = None
+    velocity: VelocityCall | None = None
+    latent_formats: tuple[LatentFormat, ...] = ()
+
+    def canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The state dict in this family's own key layout."""
+        result = {}
+        for key, value in state.items():
+            for prefix in self.key_prefixes:
+                if key.startswith(prefix):
+                    key = key[len(prefix):]
+            if not any(fnmatch.fnmatchcase(key, pattern) for pattern in self.ignored_keys):
+                result[key] = value
+        return result
+
+    def missing_patterns(self, keys: list[str]) -> list[str]:
+        """The required patterns that no key matches (`keys` in canonical layout)."""
+        return [pattern for pattern in self.required_keys if not _any_match(keys, pattern)]
+
+    def excluding_patterns(self, keys: list[str]) -> list[str]:
+        """The excluded patterns that some key matches."""
+        return [pattern for pattern in self.excluded_keys if _any_match(keys, pattern)]
+
+    def latent_format(self, channels: int) -> LatentFormat | None:
+        """The family's default latent normalisation for `channels`-channel latents, if it has one."""
+        return next((item for item in self.latent_formats if item.channels == channels), None)
+
+
+def _any_match(keys: list[str], pattern: str) -> bool:
+    return any(fnmatch.fnmatchcase(key, pattern) for key in keys)
+
+
+FLUX_LATENT_FORMAT = LatentFormat(channels=16, shift=0.1159, scale=0.3611)
+SD_LATENT_FORMAT = LatentFormat(channels=4, shift=0.0, scale=0.18215)
+
+FAMILIES: Mapping[str, ModelFamily] = MappingProxyType({
+    family.name: family
+    for family in (
+        ModelFamily(
+            name="flux",
+            component="diffusion_model",
+            required_keys=flux.REQUIRED_KEYS,
+            infer_config=flux.infer_config,
+            build=flux.build,
+            file_settings=flux.FILE_SETTINGS,
+            check_config=flux.check_config,
+            latent_channels=flux.latent_channels,
+            # ComfyUI's FLUX default (ModelSamplingFlux at 1024x1024: shift exp(1.15)).
+            sampling=FlowSampling.flux(1024, 1024),
+            velocity=flux.velocity,
+        ),
+        ModelFamily(
+            name="autoencoder_kl",
+            component="vae",
+            required_keys=autoencoder_kl.REQUIRED_KEYS,
+            infer_config=autoencoder_kl.infer_config,
+            build=autoencoder_kl.build,
+            file_settings=autoencoder_kl.FILE_SETTINGS,
+            latent_channels=autoencoder_kl.latent_channels,
+            latent_formats=(FLUX_LATENT_FORMAT, SD_LATENT_FORMAT),
+        ),
+        ModelFamily(
+            name="clip_text",
+            component="text_encoder",
+            required_keys=clip_text.REQUIRED_KEYS,
+            infer_config=clip_text.infer_config,
+            build=clip_text.build,
+            file_settings=clip_text.FILE_SETTINGS,
+            key_prefixes=clip_text.KEY_PREFIXES,
+            ignored_keys=clip_text.IGNORED_KEYS,
+        ),
+    )
+})
+
+# CLIPLoader's encoder kinds -> the text-encoder families that serve them.
+TEXT_ENCODER_KINDS: Mapping[str, tuple[str, ...]] = MappingProxyType({"clip": ("clip_text",)})
+
+
+def families_for(component: Component | None = None) -> list[ModelFamily]:
+    """The rows for one component (all rows for None), in table order."""
+    return [family for family in FAMILIES.values() if component is None or family.component == component]

@@ -1,0 +1,1 @@
+"""Conditioning nodes: text prompts encoded into ComfyUI's CONDITIONING lists."""

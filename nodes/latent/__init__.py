@@ -1,0 +1,1 @@
+"""Latent nodes: empty latents, VAE encode/decode and latent resizing."""

@@ -1,0 +1,43 @@
+"""LatentUpscale: resize latents to a pixel size, optionally keeping the aspect ratio."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from engine.node_api import Choice, Int, Latent, node
+from nodes.image._pixels import CROP_TOOLTIP, MAX_RESOLUTION, CropMethod
+from nodes.latent._latents import LATENT_SCALE, LatentUpscaleMethod, require_latent, resize_latent
+
+_NODE = "LatentUpscale"
+_SIZE_TOOLTIP = "Target size in pixels (at least 64); 0 derives it from the other side and the aspect ratio."
+# ComfyUI's floor on either side, in pixels.
+_MIN_SIDE = 64
+
+
+@node(id=_NODE, category="latent", display="Upscale Latent")
+def latent_upscale(
+    samples: Latent,
+    upscale_method: Annotated[
+        LatentUpscaleMethod,
+        Choice(tooltip="bislerp blends latent vectors spherically, which keeps them from washing out."),
+    ],
+    width: Annotated[int, Int(512, min=0, max=MAX_RESOLUTION, step=8, tooltip=_SIZE_TOOLTIP)],
+    height: Annotated[int, Int(512, min=0, max=MAX_RESOLUTION, step=8, tooltip=_SIZE_TOOLTIP)],
+    crop: Annotated[CropMethod, Choice(tooltip=CROP_TOOLTIP)],
+) -> Latent:
+    """Resize latents to a given pixel width and height (in steps of 8 pixels)."""
+    latents = require_latent(_NODE, "samples", samples)
+    if width == 0 and height == 0:
+        return samples
+    old_height, old_width = latents.shape[2], latents.shape[3]
+    if width == 0:
+        height = max(_MIN_SIDE, height)
+        width = max(_MIN_SIDE, round(old_width * height / old_height))
+    elif height == 0:
+        width = max(_MIN_SIDE, width)
+        height = max(_MIN_SIDE, round(old_height * width / old_width))
+    else:
+        width, height = max(_MIN_SIDE, width), max(_MIN_SIDE, height)
+    resized = dict(samples)
+    resized["samples"] = resize_latent(latents, width // LATENT_SCALE, height // LATENT_SCALE, upscale_method, crop)
+    return resized

@@ -1,0 +1,28 @@
+"""VAEDecode: latents back to an IMAGE batch."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import torch
+
+from engine.node_api import Image, Input, Latent, Vae, node
+from nodes.latent._latents import require_latent, require_vae
+
+_NODE = "VAEDecode"
+
+
+@node(id=_NODE, category="latent", display="VAE Decode")
+def vae_decode(
+    samples: Annotated[Latent, Input(tooltip="The latent to be decoded.")],
+    vae: Annotated[Vae, Input(tooltip="The VAE used for decoding the latent.")],
+) -> Image:
+    """Decode latent images back into pixel space images."""
+    latents = require_latent(_NODE, "samples", samples)
+    require_vae(_NODE, vae)
+    if latents.shape[1] != vae.latent_channels:
+        raise ValueError(
+            f"{_NODE}: samples has {latents.shape[1]} channels but the VAE decodes {vae.latent_channels}-channel "
+            f"latents (shape {tuple(latents.shape)}); was it made by a sampler using this VAE's model?"
+        )
+    return vae.decode(latents).to("cpu", torch.float32)

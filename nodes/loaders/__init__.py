@@ -1,0 +1,1 @@
+"""Loader nodes: checkpoints, diffusion models, VAEs and text encoders from the models/ folders."""

@@ -1,0 +1,38 @@
+"""CheckpointLoaderSimple: a diffusion model, its text encoder and its VAE from one checkpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated, NamedTuple
+
+from engine.node_api import Choice, Model, NodeContext, TextEncoder, Vae, node
+from modeling.loading import load_checkpoint
+from nodes.loaders._files import model_fingerprint, resolve_model_file
+
+_NODE = "CheckpointLoaderSimple"
+
+
+class LoadedCheckpoint(NamedTuple):
+    MODEL: Model
+    CLIP: TextEncoder
+    VAE: Vae
+
+
+def _fingerprint(ctx: NodeContext, ckpt_name: str | None = None) -> str | float:
+    return model_fingerprint(ctx, "checkpoints", ckpt_name)
+
+
+@node(id=_NODE, category="loaders", display="Load Checkpoint", fingerprint=_fingerprint)
+def checkpoint_loader_simple(
+    ctx: NodeContext,
+    ckpt_name: Annotated[
+        str,
+        Choice(
+            source="checkpoints",
+            tooltip="A single .safetensors checkpoint or a diffusers-layout folder in models/checkpoints.",
+        ),
+    ],
+) -> LoadedCheckpoint:
+    """Load a checkpoint (one file or a diffusers folder) as its diffusion model, text encoder and VAE."""
+    path = resolve_model_file(ctx, _NODE, "ckpt_name", "checkpoints", ckpt_name)
+    model, text_encoder, vae = load_checkpoint(path, device=ctx.device)
+    return LoadedCheckpoint(model, text_encoder, vae)

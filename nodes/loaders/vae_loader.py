@@ -1,0 +1,25 @@
+"""VAELoader: an autoencoder from models/vae."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from engine.node_api import Choice, NodeContext, Vae, node
+from modeling.loading import load_vae
+from nodes.loaders._files import model_fingerprint, resolve_model_file
+
+_NODE = "VAELoader"
+
+
+def _fingerprint(ctx: NodeContext, vae_name: str | None = None) -> str | float:
+    return model_fingerprint(ctx, "vae", vae_name)
+
+
+@node(id=_NODE, category="loaders", display="Load VAE", fingerprint=_fingerprint)
+def vae_loader(
+    ctx: NodeContext,
+    vae_name: Annotated[str, Choice(source="vae", tooltip="A VAE file in models/vae.")],
+) -> Vae:
+    """Load a VAE, which turns images into latents and back."""
+    path = resolve_model_file(ctx, _NODE, "vae_name", "vae", vae_name)
+    return load_vae(path, device=ctx.device)

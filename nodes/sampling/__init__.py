@@ -1,0 +1,1 @@
+"""Sampling nodes: KSampler, the SamplerCustomAdvanced family and the flow-shift model patches."""

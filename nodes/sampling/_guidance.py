@@ -1,0 +1,124 @@
+"""What KSampler and SamplerCustomAdvanced share: checks, the GUIDER and NOISE objects, one run.
+
+- `require_model` / `prepare_latent` check the MODEL and LATENT inputs; an all-zero latent of
+  the wrong channel count (EmptyLatentImage's 4 channels) is widened to the model's, since it
+  carries no content (ComfyUI's fix_empty_latent_channels).
+- `Guider` (the GUIDER socket) holds a model, checked conditionings and a CFG scale, and builds
+  the CFG denoiser of sampling/guidance.py for a batch.
+- `SeededNoise` (the NOISE socket) draws the initial noise on the CPU from its seed, so a seed
+  gives the same image on any device.
+- `run_sampling` moves everything to the model's device, runs sampling/run.py's `sample`, and
+  reports each step through `ctx.progress` with a latent preview; `ctx.progress` raises when
+  the prompt is interrupted, which ends sampling between two steps.
+This module declares no nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engine.node_api import NodeContext
+from modeling.diffusion_model import DiffusionModel
+from nodes.latent._latents import require_latent
+from nodes.sampling._conditioning import TextCondition, guided_denoiser
+from nodes.sampling._preview import preview_image, preview_projection
+from sampling.noise import seeded_noise
+from sampling.run import sample
+from sampling.samplers import Denoiser, SamplerFunction, StepInfo
+
+
+def require_model(node: str, name: str, model: Any) -> DiffusionModel:
+    """Raise ValueError unless `model` is a diffusion model from Flowmill's loaders."""
+    if not isinstance(model, DiffusionModel):
+        raise ValueError(
+            f"{node}: {name} must be a MODEL from a loader node (CheckpointLoaderSimple, UNETLoader), "
+            f"got {type(model).__name__}"
+        )
+    return model
+
+
+def prepare_latent(node: str, name: str, latent: Any, model: DiffusionModel) -> dict[str, Any]:
+    """A copy of the LATENT whose samples are float32 with the model's channel count."""
+    samples = require_latent(node, name, latent)
+    if "noise_mask" in latent:
+        raise ValueError(f"{node}: {name} carries a noise_mask (inpainting), which the samplers do not support yet")
+    channels = model.latent_channels
+    if samples.shape[1] != channels:
+        if torch.count_nonzero(samples) != 0:
+            raise ValueError(
+                f"{node}: {name} has {samples.shape[1]} channels but the model works on {channels}-channel latents "
+                f"(shape {tuple(samples.shape)}); expected an empty latent or one encoded by this model's VAE"
+            )
+        batch, _, height, width = samples.shape
+        samples = torch.zeros(batch, channels, height, width)
+    prepared = dict(latent)
+    prepared["samples"] = samples.to(torch.float32)
+    return prepared
+
+
+@dataclass(frozen=True)
+class Guider:
+    """A GUIDER: the model, its checked conditionings and the CFG scale (negative None: no CFG)."""
+
+    model: DiffusionModel
+    positive: tuple[TextCondition, ...]
+    negative: tuple[TextCondition, ...] | None
+    cfg: float
+
+    def denoiser(self, batch: int) -> Denoiser:
+        return guided_denoiser(self.model, self.positive, self.negative, batch, self.cfg)
+
+
+@dataclass(frozen=True)
+class SeededNoise:
+    """A NOISE source: the whole batch drawn on the CPU from one seed (ComfyUI's prepare_noise)."""
+
+    seed: int
+
+    def generate_noise(self, latent: Mapping[str, Any]) -> torch.Tensor:
+        samples = latent["samples"]
+        return seeded_noise(self.seed, tuple(samples.shape), batch_index=latent.get("batch_index"))
+
+
+@dataclass(frozen=True)
+class SamplingJob:
+    """One sampling run: who asks (for errors), how to denoise, and from where."""
+
+    node: str
+    guider: Guider
+    sampler: SamplerFunction
+    sigmas: torch.Tensor
+    noise: torch.Tensor
+    latent: dict[str, Any]
+
+
+def run_sampling(ctx: NodeContext, job: SamplingJob) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sample; return (output, denoised_output) LATENTs on the CPU, each a copy of job.latent."""
+    model = job.guider.model
+    samples = job.latent["samples"]
+    if job.noise.shape != samples.shape:
+        raise ValueError(
+            f"{job.node}: noise has shape {tuple(job.noise.shape)} but latent_image has {tuple(samples.shape)}"
+        )
+    denoiser = job.guider.denoiser(samples.shape[0])
+    projection = preview_projection(model)
+    last_denoised: list[torch.Tensor] = []  # the x0 prediction of the latest step
+
+    def report(step: StepInfo) -> None:
+        last_denoised[:] = [step.denoised]
+        ctx.progress(step.index + 1, step.total, preview_image(projection, step.denoised))
+
+    device = model.device
+    result = sample(
+        denoiser, job.sampler, job.sigmas.to(device, torch.float32), job.noise.to(device, torch.float32),
+        samples.to(device), callback=report,
+    )
+    output = dict(job.latent)
+    output["samples"] = result.to("cpu", torch.float32)
+    denoised = dict(job.latent)
+    denoised["samples"] = last_denoised[0].to("cpu", torch.float32) if last_denoised else output["samples"]
+    return output, denoised

@@ -1,0 +1,28 @@
+"""Latent previews for the sampler nodes' progress reports.
+
+A preview is the current x0 prediction projected to RGB by a `LatentPreview`: the model's
+fitted one when it has one (the checkpoint loader copies it from the VAE), else
+`LatentPreview.generic`, which needs no fitting. Either is one small matrix product per latent
+pixel, so a preview per step costs nothing next to a model call. The executor passes the PIL
+image on as a `NodePreview` event, which the server sends as a binary JPEG frame.
+This module declares no nodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+
+from modeling.diffusion_model import DiffusionModel
+from modeling.latent_preview import LatentPreview
+
+
+def preview_projection(model: DiffusionModel) -> LatentPreview:
+    """The model's own latent-to-RGB map, or the generic one for its channel count."""
+    return model.latent_preview or LatentPreview.generic(model.latent_channels)
+
+
+def preview_image(projection: LatentPreview, denoised: torch.Tensor) -> PILImage.Image:
+    """A PIL image of the first item of `denoised` ([B, C, h, w]), one pixel per latent pixel."""
+    return PILImage.fromarray(np.ascontiguousarray(projection.to_rgb(denoised)))

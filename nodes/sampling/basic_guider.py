@@ -1,0 +1,17 @@
+"""BasicGuider: a GUIDER with one conditioning and no classifier-free guidance."""
+
+from __future__ import annotations
+
+from engine.node_api import Conditioning, Guider, Model, node
+from nodes.sampling._conditioning import unpack_conditioning
+from nodes.sampling._guidance import Guider as GuiderObject
+from nodes.sampling._guidance import require_model
+
+_NODE = "BasicGuider"
+
+
+@node(id=_NODE, category="sampling/guiders", display="Basic Guider")
+def basic_guider(model: Model, conditioning: Conditioning) -> Guider:
+    """Guide sampling with one conditioning only (one model call per step; for guidance-distilled models)."""
+    checked = require_model(_NODE, "model", model)
+    return GuiderObject(checked, unpack_conditioning(_NODE, "conditioning", conditioning, checked), None, 1.0)

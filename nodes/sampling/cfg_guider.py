@@ -1,0 +1,32 @@
+"""CFGGuider: a GUIDER with classifier-free guidance between two conditionings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from engine.node_api import Conditioning, Float, Guider, Model, node
+from nodes.sampling._conditioning import unpack_conditioning
+from nodes.sampling._guidance import Guider as GuiderObject
+from nodes.sampling._guidance import require_model
+
+_NODE = "CFGGuider"
+
+
+@node(id=_NODE, category="sampling/guiders", display="CFG Guider")
+def cfg_guider(
+    model: Model,
+    positive: Conditioning,
+    negative: Conditioning,
+    cfg: Annotated[
+        float,
+        Float(8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Guidance scale; 1 skips the negative."),
+    ],
+) -> Guider:
+    """Guide sampling towards positive and away from negative with classifier-free guidance."""
+    checked = require_model(_NODE, "model", model)
+    return GuiderObject(
+        checked,
+        unpack_conditioning(_NODE, "positive", positive, checked),
+        unpack_conditioning(_NODE, "negative", negative, checked),
+        cfg,
+    )

@@ -1,0 +1,47 @@
+"""SamplerCustomAdvanced: sampling assembled from NOISE, GUIDER, SAMPLER and SIGMAS sockets."""
+
+from __future__ import annotations
+
+from typing import Annotated, NamedTuple
+
+import torch
+
+from engine.node_api import Guider, Input, Latent, NodeContext, Noise, Sampler, Sigmas, node
+from nodes.sampling._guidance import Guider as GuiderObject
+from nodes.sampling._guidance import SamplingJob, prepare_latent, run_sampling
+
+_NODE = "SamplerCustomAdvanced"
+
+
+class SampledLatents(NamedTuple):
+    output: Latent
+    denoised_output: Latent
+
+
+def _check_sockets(noise: object, guider: object, sampler: object, sigmas: object) -> None:
+    if not callable(getattr(noise, "generate_noise", None)):
+        raise ValueError(f"{_NODE}: noise must be a NOISE (e.g. from RandomNoise), got {type(noise).__name__}")
+    if not isinstance(guider, GuiderObject):
+        raise ValueError(f"{_NODE}: guider must be a GUIDER from CFGGuider or BasicGuider, got {type(guider).__name__}")
+    if not callable(sampler):
+        raise ValueError(f"{_NODE}: sampler must be a SAMPLER (e.g. from KSamplerSelect), got {type(sampler).__name__}")
+    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1:
+        shape = tuple(sigmas.shape) if isinstance(sigmas, torch.Tensor) else type(sigmas).__name__
+        raise ValueError(f"{_NODE}: sigmas must be a 1-D SIGMAS tensor (e.g. from BasicScheduler), got {shape}")
+
+
+@node(id=_NODE, category="sampling/custom_sampling", display="SamplerCustomAdvanced")
+def sampler_custom_advanced(
+    ctx: NodeContext,
+    noise: Annotated[Noise, Input(tooltip="The initial noise (RandomNoise).")],
+    guider: Annotated[Guider, Input(tooltip="The model and its guidance (CFGGuider, BasicGuider).")],
+    sampler: Annotated[Sampler, Input(tooltip="The sampling algorithm (KSamplerSelect).")],
+    sigmas: Annotated[Sigmas, Input(tooltip="The noise levels to step through (BasicScheduler).")],
+    latent_image: Annotated[Latent, Input(tooltip="The latent to denoise.")],
+) -> SampledLatents:
+    """Denoise a latent; also returns the model's last clean-image prediction as denoised_output."""
+    _check_sockets(noise, guider, sampler, sigmas)
+    latent = prepare_latent(_NODE, "latent_image", latent_image, guider.model)
+    job = SamplingJob(_NODE, guider, sampler, sigmas, noise.generate_noise(latent), latent)
+    output, denoised = run_sampling(ctx, job)
+    return SampledLatents(output, denoised)

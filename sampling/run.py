@@ -1,0 +1,39 @@
+"""One sampling run: noise the latent to the first sigma, integrate, undo the flow scaling at the end.
+
+This is the part of ComfyUI's KSAMPLER.sample that is maths rather than model management, for
+flow (CONST) models. Nodes call it with a guided denoiser, a registered sampler and a schedule.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sampling.flow import noise_latent
+from sampling.samplers import Denoiser, SamplerFunction, StepCallback
+
+
+def sample(
+    denoiser: Denoiser,
+    sampler: SamplerFunction,
+    sigmas: Tensor,
+    noise: Tensor,
+    latent: Tensor,
+    *,
+    callback: StepCallback | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sample from `latent` along `sigmas`; with fewer than two sigmas there is no step and `latent` returns unchanged.
+
+    A run that stops above sigma 0 (the first half of a split schedule) returns
+    `x / (1 - sigmas[-1])`, ComfyUI's CONST.inverse_noise_scaling: a second run that starts there
+    with zero noise re-applies `(1 - sigma)` in `noise_latent` and continues from the same x.
+    """
+    if len(sigmas) <= 1:
+        return latent
+    x = noise_latent(latent, noise, sigmas[0])
+    x = sampler(denoiser, x, sigmas, callback=callback, generator=generator)
+    last = float(sigmas[-1])
+    if 0.0 < last < 1.0:
+        x = x / (1.0 - last)
+    return x

@@ -1,0 +1,129 @@
+"""Tiny random-weight models in a models/ folder, and ways to call the generation nodes.
+
+The models are written once per session (building them dominates the cost); every test gets
+its own input/output/temp folders around that shared models folder. Tests that change model
+files copy them first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from engine.cache import CachePolicy, OutputCache
+from engine.context import InterruptFlag, NodeContext
+from engine.events import NodeStarted
+from engine.executor import Executor, RunRequest, RunResult
+from engine.paths import Folders
+from engine.registry import NodeRegistry
+from engine.validation import validate_prompt
+from tests.fixtures.tiny_models import build_all, write_loose_files, write_model_folder, write_single_file
+
+FOLDER_CHECKPOINT = "tiny-demo"
+SINGLE_CHECKPOINT = "tiny-single.safetensors"
+UNET = "tiny-flux.safetensors"
+VAE = "tiny-vae.safetensors"
+TEXT_ENCODER = "tiny-clip.safetensors"
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    modules = build_all()
+    write_model_folder(root / "checkpoints" / FOLDER_CHECKPOINT, modules)
+    write_single_file(root / "checkpoints" / SINGLE_CHECKPOINT, modules)
+    write_loose_files(root, modules)
+    return root
+
+
+@pytest.fixture
+def folders(tmp_path: Path, tiny_models_dir: Path) -> Folders:
+    built = Folders(tiny_models_dir, tmp_path / "input", tmp_path / "output", tmp_path / "temp", tmp_path / "user")
+    built.create()
+    return built
+
+
+@dataclass
+class Reports:
+    """What a node reported through its context: (value, total, preview) per call."""
+
+    calls: list[tuple[float, float, Any]] = field(default_factory=list)
+
+    def __call__(self, value: float, total: float, preview: Any) -> None:
+        self.calls.append((value, total, preview))
+
+
+class Nodes:
+    """Calls node functions through their specs, as the executor does, with a recording context."""
+
+    def __init__(self, registry: NodeRegistry, folders: Folders, device: str = "cpu") -> None:
+        self.registry = registry
+        self.reports = Reports()
+        self.interrupt = InterruptFlag()
+        self.ctx = NodeContext(node_id="1", display_node_id="1", prompt_id="p", folders=folders,
+                               device=torch.device(device), interrupt=self.interrupt, report=self.reports)
+
+    def run(self, node_id: str, **inputs: Any) -> tuple[Any, ...]:
+        spec = self.registry.get(node_id)
+        assert spec is not None, f"{node_id} is not registered"
+        hooks = spec.make_hooks()
+        return hooks.run(self.ctx, **inputs) if hooks.wants_context else hooks.run(**inputs)
+
+    def one(self, node_id: str, **inputs: Any) -> Any:
+        result = self.run(node_id, **inputs)
+        assert isinstance(result, tuple) and len(result) == 1, result
+        return result[0]
+
+    def fingerprint(self, node_id: str, **inputs: Any) -> Any:
+        spec = self.registry.get(node_id)
+        assert spec is not None
+        hooks = spec.make_hooks()
+        return hooks.fingerprint(self.ctx, **inputs) if hooks.wants_context else hooks.fingerprint(**inputs)
+
+
+@pytest.fixture
+def nodes(registry: NodeRegistry, folders: Folders) -> Nodes:
+    return Nodes(registry, folders)
+
+
+@dataclass
+class Outcome:
+    result: RunResult
+    events: list[Any]
+
+    @property
+    def ran(self) -> list[str]:
+        return [event.node_id for event in self.events if isinstance(event, NodeStarted)]
+
+    def value(self, node_id: str, slot: int = 0) -> Any:
+        (only,) = self.result.values[node_id][slot]  # one item: none of these outputs is a list
+        return only
+
+
+class Pipeline:
+    """validate_prompt + one Executor over the discovered registry, as the worker runs prompts."""
+
+    def __init__(self, registry: NodeRegistry, folders: Folders) -> None:
+        self.registry, self.folders = registry, folders
+        self.executor = Executor(registry, OutputCache(CachePolicy.parse("classic"), None), folders)
+
+    def validate(self, prompt: dict[str, Any]) -> Any:
+        return validate_prompt(prompt, self.registry, folders=self.folders)
+
+    def run(self, prompt: dict[str, Any], *, expect: str = "success") -> Outcome:
+        checked = self.validate(prompt)
+        assert checked.ok, (checked.error, checked.node_errors)
+        events: list[Any] = []
+        result = self.executor.run(RunRequest(str(uuid.uuid4()), checked.prompt, checked.outputs), events.append)
+        assert result.status == expect, result.failure
+        return Outcome(result, events)
+
+
+@pytest.fixture
+def pipeline(registry: NodeRegistry, folders: Folders) -> Pipeline:
+    return Pipeline(registry, folders)

@@ -1,0 +1,114 @@
+"""Loader nodes on tiny random-weight models written to a models/ folder."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.paths import Folders
+from modeling.diffusion_model import DiffusionModel
+from modeling.text_encoder import TextEncoder
+from modeling.vae import Vae
+from tests.fixtures.tiny_models import SHIFT
+from tests.nodes.generation.conftest import (
+    FOLDER_CHECKPOINT,
+    SINGLE_CHECKPOINT,
+    TEXT_ENCODER,
+    UNET,
+    VAE,
+    Nodes,
+)
+
+
+@pytest.mark.parametrize("name", [FOLDER_CHECKPOINT, SINGLE_CHECKPOINT])
+def test_checkpoint_loader_returns_the_three_components(nodes: Nodes, name: str) -> None:
+    model, clip, vae = nodes.run("CheckpointLoaderSimple", ckpt_name=name)
+    assert isinstance(model, DiffusionModel) and isinstance(clip, TextEncoder) and isinstance(vae, Vae)
+    assert model.latent_channels == vae.latent_channels == 16
+    assert model.device == torch.device("cpu")
+
+
+def test_folder_checkpoint_applies_its_sampling_settings(nodes: Nodes) -> None:
+    model, _, _ = nodes.run("CheckpointLoaderSimple", ckpt_name=FOLDER_CHECKPOINT)
+    assert model.sampling.shift == pytest.approx(SHIFT)
+
+
+def test_component_loaders(nodes: Nodes) -> None:
+    model = nodes.one("UNETLoader", unet_name=UNET, weight_dtype="default")
+    vae = nodes.one("VAELoader", vae_name=VAE)
+    clip = nodes.one("CLIPLoader", clip_name=TEXT_ENCODER, type="stable_diffusion")
+    assert isinstance(model, DiffusionModel) and model.latent_preview is None
+    assert isinstance(vae, Vae) and vae.latent_channels == 16
+    assert isinstance(clip, TextEncoder)
+    on_cpu = nodes.one("CLIPLoader", clip_name=TEXT_ENCODER, type="sd3", device="cpu")
+    assert on_cpu.device == torch.device("cpu")
+
+
+def test_component_loaders_match_the_checkpoint(nodes: Nodes) -> None:
+    """The same weights load to the same encoder, whichever file layout they come in."""
+    _, clip_from_checkpoint, _ = nodes.run("CheckpointLoaderSimple", ckpt_name=SINGLE_CHECKPOINT)
+    clip = nodes.one("CLIPLoader", clip_name=TEXT_ENCODER, type="stable_diffusion")
+    expected = nodes.one("CLIPTextEncode", text="a red circle", clip=clip_from_checkpoint)
+    encoded = nodes.one("CLIPTextEncode", text="a red circle", clip=clip)
+    assert torch.equal(encoded[0][0], expected[0][0])
+
+
+@pytest.mark.parametrize(
+    ("node_id", "inputs", "folder"),
+    [
+        ("CheckpointLoaderSimple", {"ckpt_name": "missing.safetensors"}, "checkpoints"),
+        ("UNETLoader", {"unet_name": "missing.safetensors", "weight_dtype": "default"}, "diffusion_models"),
+        ("VAELoader", {"vae_name": "missing.safetensors"}, "vae"),
+        ("CLIPLoader", {"clip_name": "missing.safetensors", "type": "stable_diffusion"}, "text_encoders"),
+    ],
+)
+def test_missing_file_names_node_input_and_folder(nodes: Nodes, node_id: str, inputs: dict, folder: str) -> None:
+    name = next(key for key in inputs if key.endswith("_name"))
+    with pytest.raises(FileNotFoundError, match=rf"{node_id}: {name} 'missing.safetensors' was not found in "
+                                                rf"models/{folder}"):
+        nodes.run(node_id, **inputs)
+
+
+def test_escaping_name_is_refused(nodes: Nodes) -> None:
+    with pytest.raises(ValueError, match=r"CheckpointLoaderSimple: ckpt_name '\.\./secret' is not a valid name"):
+        nodes.run("CheckpointLoaderSimple", ckpt_name="../secret")
+
+
+def test_unsupported_options_are_errors(nodes: Nodes) -> None:
+    with pytest.raises(ValueError, match=r"UNETLoader: weight_dtype 'fp8_e4m3fn' is not supported yet"):
+        nodes.run("UNETLoader", unet_name=UNET, weight_dtype="fp8_e4m3fn")
+    with pytest.raises(ValueError, match=r"CLIPLoader: type 'wan' needs a text encoder architecture"):
+        nodes.run("CLIPLoader", clip_name=TEXT_ENCODER, type="wan")
+
+
+def test_a_file_of_the_wrong_kind_is_a_clear_error(nodes: Nodes) -> None:
+    # A VAE file is no diffusion model: the loader says what it found.
+    with pytest.raises(ValueError, match=r"autoencoder_kl|vae|diffusion"):
+        nodes.run("UNETLoader", unet_name=f"../vae/{VAE}", weight_dtype="default")
+
+
+def copied_models(folders: Folders, tmp_path: Path) -> Folders:
+    root = tmp_path / "models_copy"
+    shutil.copytree(folders.models_dir, root)
+    return Folders(root, folders.input_dir, folders.output_dir, folders.temp_dir, folders.user_dir)
+
+
+def test_fingerprint_follows_the_files(registry, folders: Folders, tmp_path: Path) -> None:
+    copy = copied_models(folders, tmp_path)
+    nodes = Nodes(registry, copy)
+    single = nodes.fingerprint("CheckpointLoaderSimple", ckpt_name=SINGLE_CHECKPOINT)
+    folder = nodes.fingerprint("CheckpointLoaderSimple", ckpt_name=FOLDER_CHECKPOINT)
+    assert single == nodes.fingerprint("CheckpointLoaderSimple", ckpt_name=SINGLE_CHECKPOINT)
+    inner = copy.models_dir / "checkpoints" / FOLDER_CHECKPOINT / "flowmill.json"
+    os.utime(inner, ns=(inner.stat().st_atime_ns, inner.stat().st_mtime_ns + 10**9))
+    assert nodes.fingerprint("CheckpointLoaderSimple", ckpt_name=FOLDER_CHECKPOINT) != folder
+    (copy.models_dir / "vae" / VAE).write_bytes(b"changed")
+    assert nodes.fingerprint("VAELoader", vae_name=VAE) != Nodes(registry, folders).fingerprint("VAELoader",
+                                                                                               vae_name=VAE)
+    assert math.isnan(nodes.fingerprint("UNETLoader", unet_name="missing.safetensors"))
+    assert math.isnan(nodes.fingerprint("CLIPLoader", clip_name="../../etc/passwd"))

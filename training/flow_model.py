@@ -1,0 +1,225 @@
+"""Trains the demo text encoder and FLUX-architecture transformer with the rectified-flow objective.
+
+Inputs: the finished demo VAE (`training.vae`) and the CLIP tokenizer (`training.clip_tokenizer`).
+The training images are drawn from the shapes world's training split, encoded once with the VAE
+(posterior mean, normalised with the VAE's shift and scale, as the samplers will see latents), and
+each carries several caption wordings so the text encoder learns meaning rather than one phrasing.
+
+Objective (FLUX convention, see reference/techniques.md §0): `x_t = (1 - t) x0 + t noise` with `t`
+logit-normal, the transformer predicts `noise - x0`, mean squared error. 10% of captions are
+replaced by the empty caption so that classifier-free guidance has an unconditional model.
+The text encoder trains jointly from scratch: its last hidden state is the transformer's
+`encoder_hidden_states` and its pooled output the `pooled_projections`. An exponential moving
+average of both models is what gets saved.
+
+Run: `python -m training.flow_model --vae DIR --tokenizer DIR --out DIR` (see training/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, FluxTransformer2DModel
+from tqdm import tqdm
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizerFast
+
+from modeling.packing import image_position_ids, pack_latents, text_position_ids
+from training.shapes import caption, make_dataset
+from training.vae import to_model_range
+
+END_TOKEN_ID = 49407  # CLIP's <|endoftext|>, also its padding token
+START_TOKEN_ID = 49406
+
+
+@dataclass(frozen=True)
+class FlowTraining:
+    steps: int = 6000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    images: int = 40000  # training-split scenes, encoded once
+    wordings: int = 4  # caption variants per scene
+    seed: int = 0
+
+
+def demo_text_encoder_config(max_length: int) -> CLIPTextConfig:
+    """A three-layer CLIP text model over the full CLIP vocabulary; heads = hidden / 64 as in CLIP."""
+    return CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        max_position_embeddings=max_length,
+        hidden_act="quick_gelu",
+        bos_token_id=START_TOKEN_ID,
+        eos_token_id=END_TOKEN_ID,  # pooled output = hidden state at the first end token
+        pad_token_id=END_TOKEN_ID,
+    )
+
+
+def demo_transformer_config() -> dict:
+    """FluxTransformer2DModel arguments: hidden 192 (6 heads of 32), 2 double + 4 single blocks.
+
+    `in_channels` 64 is 16 latent channels x a 2x2 patch; `axes_dims_rope` follows the rule the
+    family table uses for any head size d: (d/8, 7d/16, 7d/16), FLUX's (16, 56, 56) at d = 128.
+    No guidance embedding: the demo model uses real classifier-free guidance.
+    """
+    return {
+        "patch_size": 1,
+        "in_channels": 64,
+        "num_layers": 2,
+        "num_single_layers": 4,
+        "attention_head_dim": 32,
+        "num_attention_heads": 6,
+        "joint_attention_dim": 128,
+        "pooled_projection_dim": 128,
+        "guidance_embeds": False,
+        "axes_dims_rope": (4, 14, 14),
+    }
+
+
+@torch.no_grad()
+def encode_images(vae: AutoencoderKL, images: np.ndarray) -> torch.Tensor:
+    """uint8 NxHxWx3 -> normalised latents Nx16x8x8, as the samplers see them."""
+    shift, scale = vae.config.shift_factor, vae.config.scaling_factor
+    parts = [vae.encode(part).latent_dist.mean for part in to_model_range(images).split(256)]
+    return (torch.cat(parts) - shift) * scale
+
+
+def tokenize_wordings(tokenizer: CLIPTokenizerFast, scenes: list, wordings: int, seed: int) -> torch.Tensor:
+    """[N, wordings, max_length] token ids: each scene described `wordings` ways."""
+    rng = np.random.default_rng(seed)
+    texts = [caption(scene, rng) for scene in scenes for _ in range(wordings)]
+    ids = tokenizer(texts, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
+                    return_tensors="pt").input_ids
+    return ids.view(len(scenes), wordings, -1)
+
+
+def learning_rate(settings: FlowTraining, step: int) -> float:
+    if step < settings.warmup_steps:
+        return settings.learning_rate * (step + 1) / settings.warmup_steps
+    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
+    return settings.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class FlowTrainer:
+    """One optimiser over the text encoder and the transformer, plus their moving averages."""
+
+    def __init__(self, text_encoder: CLIPTextModel, transformer: FluxTransformer2DModel, settings: FlowTraining,
+                 empty_ids: torch.Tensor) -> None:
+        self.text_encoder, self.transformer, self.settings = text_encoder, transformer, settings
+        self.empty_ids = empty_ids
+        self.parameters = [*text_encoder.parameters(), *transformer.parameters()]
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=settings.learning_rate,
+                                           weight_decay=settings.weight_decay, betas=(0.9, 0.99))
+        self.ema_text_encoder = copy.deepcopy(text_encoder).requires_grad_(False)
+        self.ema_transformer = copy.deepcopy(transformer).requires_grad_(False)
+        self.ema_parameters = [*self.ema_text_encoder.parameters(), *self.ema_transformer.parameters()]
+        self.image_ids = image_position_ids(8, 8)
+
+    def loss(self, latents: torch.Tensor, token_ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        batch = latents.shape[0]
+        dropped = torch.rand(batch, generator=generator) < self.settings.caption_dropout
+        token_ids = torch.where(dropped[:, None], self.empty_ids[None, :], token_ids)
+        encoded = self.text_encoder(input_ids=token_ids)
+        t = torch.sigmoid(torch.randn(batch, generator=generator))  # logit-normal(0, 1)
+        noise = torch.randn(latents.shape, generator=generator)
+        noisy = (1 - t[:, None, None, None]) * latents + t[:, None, None, None] * noise
+        velocity = self.transformer(
+            hidden_states=pack_latents(noisy),
+            encoder_hidden_states=encoded.last_hidden_state,
+            pooled_projections=encoded.pooler_output,
+            timestep=t,
+            img_ids=self.image_ids,
+            txt_ids=text_position_ids(token_ids.shape[1]),
+            return_dict=False,
+        )[0]
+        return torch.nn.functional.mse_loss(velocity, pack_latents(noise - latents))
+
+    def step(self, step: int, latents: torch.Tensor, token_ids: torch.Tensor, generator: torch.Generator) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.settings, step)
+        loss = self.loss(latents, token_ids, generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
+        self.optimizer.step()
+        # A short average early on (warm-up of the EMA), the full decay later.
+        decay = min(self.settings.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(self.ema_parameters, [p.detach() for p in self.parameters], 1 - decay)
+        return loss.item()
+
+
+def train(settings: FlowTraining, vae_dir: Path, tokenizer_dir: Path, out: Path) -> dict:
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    tokenizer = CLIPTokenizerFast.from_pretrained(str(tokenizer_dir))
+    vae = AutoencoderKL.from_pretrained(str(vae_dir)).eval()
+
+    started = time.perf_counter()
+    images, _, scenes = make_dataset(settings.images, seed=settings.seed + 10, split="train")
+    latents = encode_images(vae, images)
+    token_ids = tokenize_wordings(tokenizer, scenes, settings.wordings, seed=settings.seed + 11)
+    empty_ids = tokenizer("", padding="max_length", max_length=tokenizer.model_max_length,
+                          return_tensors="pt").input_ids[0]
+    prepared_seconds = time.perf_counter() - started
+    print(f"encoded {len(scenes)} images and {token_ids.numel() // token_ids.shape[-1]} captions "
+          f"in {prepared_seconds:.0f} s", flush=True)
+
+    text_encoder = CLIPTextModel(demo_text_encoder_config(tokenizer.model_max_length))
+    transformer = FluxTransformer2DModel(**demo_transformer_config())
+    trainer = FlowTrainer(text_encoder, transformer, settings, empty_ids)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with (out / "training_log.jsonl").open("w") as log, tqdm(total=settings.steps, desc="flow", unit="step") as bar:
+        for step in range(settings.steps):
+            rows = torch.randint(0, len(scenes), (settings.batch_size,), generator=generator)
+            wording = torch.randint(0, settings.wordings, (settings.batch_size,), generator=generator)
+            loss = trainer.step(step, latents[rows], token_ids[rows, wording], generator)
+            record = {"step": step, "loss": round(loss, 5), "seconds": round(time.perf_counter() - started, 1)}
+            log.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update()
+    trained_seconds = time.perf_counter() - started
+
+    # fp16 on disk keeps the shipped model under 50 MB; loaders upcast to the compute dtype.
+    trainer.ema_transformer.to(torch.float16).save_pretrained(out / "transformer", safe_serialization=True)
+    trainer.ema_text_encoder.to(torch.float16).save_pretrained(out / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(str(out / "tokenizer"))
+    report = {"training": asdict(settings), "prepare_seconds": round(prepared_seconds, 1),
+              "train_seconds": round(trained_seconds, 1),
+              "parameters": {"transformer": sum(p.numel() for p in transformer.parameters()),
+                             "text_encoder": sum(p.numel() for p in text_encoder.parameters())}}
+    (out / "flow_training.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vae", type=Path, required=True, help="folder of the trained demo VAE")
+    parser.add_argument("--tokenizer", type=Path, required=True, help="folder of the CLIP tokenizer files")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write transformer/ etc. into")
+    parser.add_argument("--steps", type=int, default=FlowTraining.steps)
+    parser.add_argument("--images", type=int, default=FlowTraining.images)
+    parser.add_argument("--seed", type=int, default=FlowTraining.seed)
+    args = parser.parse_args(argv)
+    settings = FlowTraining(steps=args.steps, images=args.images, seed=args.seed)
+    print(json.dumps(train(settings, args.vae, args.tokenizer, args.out), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
