@@ -6,8 +6,9 @@ The training images are drawn from the shapes world's training split, encoded on
 each carries several caption wordings so the text encoder learns meaning rather than one phrasing.
 
 Objective (FLUX convention, see reference/techniques.md §0): `x_t = (1 - t) x0 + t noise` with `t`
-logit-normal, the transformer predicts `noise - x0`, mean squared error. 10% of captions are
-replaced by the empty caption so that classifier-free guidance has an unconditional model.
+logit-normal and shifted towards noise (SD3's shift 3), the transformer predicts `noise - x0`,
+mean squared error. 10% of captions are replaced by the empty caption so that classifier-free
+guidance has an unconditional model.
 The text encoder trains jointly from scratch: its last hidden state is the transformer's
 `encoder_hidden_states` and its pooled output the `pooled_projections`. An exponential moving
 average of both models is what gets saved.
@@ -32,6 +33,7 @@ from tqdm import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizerFast
 
 from modeling.packing import image_position_ids, pack_latents, text_position_ids
+from sampling.flow import time_snr_shift
 from training.shapes import caption, make_dataset
 from training.vae import to_model_range
 
@@ -48,6 +50,10 @@ class FlowTraining:
     weight_decay: float = 0.01
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
+    # Logit-normal t, then SD3's time shift towards noise: where the shape goes is decided at high
+    # noise, and without the shift (t > 0.9 in 1.4% of samples) the model learnt shape, colour and
+    # size but placed shapes at random (position 11.5%).
+    timestep_shift: float = 3.0
     images: int = 40000  # training-split scenes, encoded once
     wordings: int = 4  # caption variants per scene
     seed: int = 0
@@ -134,7 +140,7 @@ class FlowTrainer:
         dropped = torch.rand(batch, generator=generator) < self.settings.caption_dropout
         token_ids = torch.where(dropped[:, None], self.empty_ids[None, :], token_ids)
         encoded = self.text_encoder(input_ids=token_ids)
-        t = torch.sigmoid(torch.randn(batch, generator=generator))  # logit-normal(0, 1)
+        t = time_snr_shift(self.settings.timestep_shift, torch.sigmoid(torch.randn(batch, generator=generator)))
         noise = torch.randn(latents.shape, generator=generator)
         noisy = (1 - t[:, None, None, None]) * latents + t[:, None, None, None] * noise
         velocity = self.transformer(
@@ -198,7 +204,6 @@ def train(settings: FlowTraining, vae_dir: Path, tokenizer_dir: Path, out: Path)
     # fp16 on disk keeps the shipped model under 50 MB; loaders upcast to the compute dtype.
     trainer.ema_transformer.to(torch.float16).save_pretrained(out / "transformer", safe_serialization=True)
     trainer.ema_text_encoder.to(torch.float16).save_pretrained(out / "text_encoder", safe_serialization=True)
-    tokenizer.save_pretrained(str(out / "tokenizer"))
     report = {"training": asdict(settings), "prepare_seconds": round(prepared_seconds, 1),
               "train_seconds": round(trained_seconds, 1),
               "parameters": {"transformer": sum(p.numel() for p in transformer.parameters()),

@@ -18,6 +18,16 @@ from nodes.image._pixels import center_crop_to_aspect
 # Pixels per latent cell: the 8x downsampling of every VAE loaded so far (and ComfyUI's //8).
 LATENT_SCALE = 8
 
+WIDTH_TOOLTIP = "The width of the latent images in pixels."
+HEIGHT_TOOLTIP = "The height of the latent images in pixels."
+BATCH_TOOLTIP = "The number of latent images in the batch."
+
+
+def empty_latent(width: int, height: int, batch_size: int, channels: int) -> dict[str, torch.Tensor]:
+    """An all-zero LATENT for images of width x height pixels."""
+    return {"samples": torch.zeros(batch_size, channels, height // LATENT_SCALE, width // LATENT_SCALE)}
+
+
 LatentUpscaleMethod = Literal["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
 
 

@@ -23,6 +23,15 @@ def preview_projection(model: DiffusionModel) -> LatentPreview:
     return model.latent_preview or LatentPreview.generic(model.latent_channels)
 
 
+# Previews are shown at image size (8 pixels per latent pixel), capped as ComfyUI caps them, so a
+# large latent never costs a multi-megapixel JPEG per step.
+PREVIEW_UPSCALE = 8
+MAX_PREVIEW_SIDE = 512
+
+
 def preview_image(projection: LatentPreview, denoised: torch.Tensor) -> PILImage.Image:
-    """A PIL image of the first item of `denoised` ([B, C, h, w]), one pixel per latent pixel."""
-    return PILImage.fromarray(np.ascontiguousarray(projection.to_rgb(denoised)))
+    """A PIL image of the first item of `denoised` ([B, C, h, w]) at about the decoded image's size."""
+    small = PILImage.fromarray(np.ascontiguousarray(projection.to_rgb(denoised)))
+    scale = min(PREVIEW_UPSCALE, MAX_PREVIEW_SIDE / max(small.size))
+    size = (max(1, round(small.width * scale)), max(1, round(small.height * scale)))
+    return small.resize(size, PILImage.Resampling.BILINEAR) if scale > 1 else small

@@ -4,60 +4,30 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from engine.cache import CachePolicy, MemoryBudget, OutputCache
+from engine.cache import MemoryBudget
 from engine.context import InterruptFlag
-from engine.events import ExecutionFailed, NodeFinished, NodeProgress, NodesCached, NodeStarted
-from engine.executor import Executor, RunRequest, RunResult
+from engine.events import ExecutionFailed, NodeFinished, NodeProgress, NodeStarted
 from engine.node_api import AnyValue, node
 from engine.paths import Folders
-from engine.validation import validate_prompt
+from tests.fixtures.pipeline import Outcome, Pipeline
 from tests.fixtures.stub_nodes import stub_registry
 
 
-@dataclass
-class Outcome:
-    result: RunResult
-    events: list[Any]
+class Harness(Pipeline):
+    """The stub-node registry; runs may end in any status (the specs check it themselves)."""
 
-    @property
-    def ran(self) -> list[str]:
-        return [event.node_id for event in self.events if isinstance(event, NodeStarted)]
-
-    @property
-    def cached(self) -> list[str]:
-        return next(event.nodes for event in self.events if isinstance(event, NodesCached))
-
-    def ui(self, node_id: str) -> Any:
-        return self.result.outputs[node_id]["values"][0]
-
-
-class Harness:
     def __init__(self, folders: Folders, policy: str = "classic", budget: MemoryBudget | None = None) -> None:
-        self.registry = stub_registry()
-        self.folders = folders
-        self.executor = Executor(self.registry, OutputCache(CachePolicy.parse(policy), budget), folders)
+        super().__init__(stub_registry(), folders, policy, budget)
 
     def run(self, prompt: dict, partial: list[str] | None = None, sink: Any = None,
             interrupt: InterruptFlag | None = None) -> Outcome:
-        checked = validate_prompt(prompt, self.registry, folders=self.folders, partial_targets=partial)
-        assert checked.ok, (checked.error, checked.node_errors)
-        events: list[Any] = []
-
-        def record(event: Any) -> None:
-            events.append(event)
-            if sink:
-                sink(event)
-
-        result = self.executor.run(RunRequest(str(uuid.uuid4()), checked.prompt, checked.outputs), record, interrupt)
-        return Outcome(result, events)
+        return super().run(prompt, expect=None, partial=partial, sink=sink, interrupt=interrupt)
 
 
 @pytest.fixture

@@ -14,19 +14,17 @@ import torch
 from PIL import Image
 
 import engine.media
-from engine.cache import CachePolicy, OutputCache
 from engine.context import NodeContext
-from engine.events import NodeStarted
-from engine.executor import Executor, RunRequest, RunResult
 from engine.media import ImageDecodeError, read_png_text, tensor_to_pil
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 from engine.spec import NodeOutput
-from engine.validation import validate_prompt
+from tests.fixtures.pipeline import Pipeline
 from tests.unit.test_media import png_header_only
 
 PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4}}, "2": {"class_type": "SaveImage", "inputs": {}}}
 WORKFLOW = {"nodes": [{"id": 1, "type": "EmptyImage"}], "links": [], "version": 0.4}
+EXTRA = {"extra_pnginfo": {"workflow": WORKFLOW}}
 
 
 @pytest.fixture
@@ -424,33 +422,9 @@ def test_load_image_declaration_matches_comfyui(registry: NodeRegistry, folders:
 # Through the real validator and executor
 
 
-class Pipeline:
-    """validate_prompt + Executor with the discovered registry, as the worker runs prompts."""
-
-    def __init__(self, registry: NodeRegistry, folders: Folders) -> None:
-        self.registry, self.folders = registry, folders
-        self.executor = Executor(registry, OutputCache(CachePolicy.parse("classic"), None), folders)
-
-    def validate(self, prompt: dict[str, Any]) -> Any:
-        return validate_prompt(prompt, self.registry, folders=self.folders)
-
-    def run(self, prompt: dict[str, Any]) -> tuple[RunResult, list[Any]]:
-        checked = self.validate(prompt)
-        assert checked.ok, (checked.error, checked.node_errors)
-        events: list[Any] = []
-        request = RunRequest("p", checked.prompt, checked.outputs, {"extra_pnginfo": {"workflow": WORKFLOW}})
-        result = self.executor.run(request, events.append)
-        assert result.status == "success", result.failure
-        return result, events
-
-
 @pytest.fixture
 def pipeline(registry: NodeRegistry, folders: Folders) -> Pipeline:
     return Pipeline(registry, folders)
-
-
-def started(events: list[Any]) -> list[str]:
-    return [event.node_id for event in events if isinstance(event, NodeStarted)]
 
 
 def test_generate_invert_save_then_load(pipeline: Pipeline, folders: Folders) -> None:
@@ -459,7 +433,7 @@ def test_generate_invert_save_then_load(pipeline: Pipeline, folders: Folders) ->
         "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "e2e/inv"}},
     }
-    result, _ = pipeline.run(prompt)
+    result = pipeline.run(prompt, extra_data=EXTRA).result
     written = result.outputs["3"]["images"]
     assert [entry["filename"] for entry in written] == ["inv_00001_.png", "inv_00002_.png"]
     path = folders.output_dir / "e2e" / "inv_00001_.png"
@@ -470,7 +444,7 @@ def test_generate_invert_save_then_load(pipeline: Pipeline, folders: Folders) ->
         "1": {"class_type": "LoadImage", "inputs": {"image": "e2e/inv_00001_.png [output]"}},
         "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
     }
-    result, _ = pipeline.run(load)
+    result = pipeline.run(load, extra_data=EXTRA).result
     (preview,) = result.outputs["2"]["images"]
     with Image.open(folders.temp_dir / preview["filename"]) as shown:
         assert shown.getpixel((0, 0)) == (255 - 0x33, 255 - 0x66, 255 - 0x99)
@@ -483,11 +457,11 @@ def test_load_image_cache_follows_the_file(pipeline: Pipeline, folders: Folders)
         "1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
         "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
     }
-    _, first = pipeline.run(prompt)
-    _, second = pipeline.run(prompt)
+    first = pipeline.run(prompt, extra_data=EXTRA).ran
+    second = pipeline.run(prompt, extra_data=EXTRA).ran
     tensor_to_pil(torch.ones(1, 2, 2, 3)).save(path)
-    _, third = pipeline.run(prompt)
-    assert "1" in started(first) and started(second) == [] and "1" in started(third)
+    third = pipeline.run(prompt, extra_data=EXTRA).ran
+    assert "1" in first and second == [] and "1" in third
 
 
 def test_validation_reports_invalid_image_file(pipeline: Pipeline) -> None:
@@ -506,7 +480,7 @@ def test_rebatch_through_the_executor(pipeline: Pipeline) -> None:
         "2": {"class_type": "RebatchImages", "inputs": {"images": ["1", 0], "batch_size": 2}},
         "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
     }
-    result, _ = pipeline.run(prompt)
+    result = pipeline.run(prompt, extra_data=EXTRA).result
     assert [tuple(batch.shape) for batch in result.values["2"][0]] == [(2, 2, 2, 3), (2, 2, 2, 3), (1, 2, 2, 3)]
     assert len(result.outputs["3"]["images"]) == 5  # PreviewImage ran once per batch
 

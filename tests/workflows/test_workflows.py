@@ -1,8 +1,14 @@
-"""Every file in workflows/ converts, validates against the real registry and runs."""
+"""Every file in workflows/ converts, validates against the real registry and runs.
+
+They run as a user's fresh checkout would: on the shipped demo model in models/, with the shipped
+input/example.png, writing into a temporary output folder.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import uuid
 from pathlib import Path
 
@@ -16,11 +22,20 @@ from engine.paths import Folders
 from engine.registry import NodeRegistry
 from engine.validation import validate_prompt
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
+PROJECT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((PROJECT / "workflows").glob("*.json"))
+
+
+@pytest.fixture
+def shipped_folders(folders: Folders) -> Folders:
+    for image in (PROJECT / "input").glob("*.png"):
+        shutil.copy(image, folders.input_dir / image.name)
+    return dataclasses.replace(folders, models_dir=PROJECT / "models")
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[path.name for path in WORKFLOWS])
-def test_workflow_validates_and_runs(path: Path, registry: NodeRegistry, folders: Folders) -> None:
+def test_workflow_validates_and_runs(path: Path, registry: NodeRegistry, shipped_folders: Folders) -> None:
+    folders = shipped_folders
     data = json.loads(path.read_text())
     prompt = load_workflow(data, registry.object_info(folders.choices))
     checked = validate_prompt(prompt, registry, folders=folders)

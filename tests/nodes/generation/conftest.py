@@ -7,7 +7,6 @@ files copy them first.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,10 @@ from typing import Any
 import pytest
 import torch
 
-from engine.cache import CachePolicy, OutputCache
 from engine.context import InterruptFlag, NodeContext
-from engine.events import NodeStarted
-from engine.executor import Executor, RunRequest, RunResult
 from engine.paths import Folders
 from engine.registry import NodeRegistry
-from engine.validation import validate_prompt
+from tests.fixtures.pipeline import Outcome, Pipeline  # noqa: F401 (re-exported to the tests)
 from tests.fixtures.tiny_models import build_all, write_loose_files, write_model_folder, write_single_file
 
 FOLDER_CHECKPOINT = "tiny-demo"
@@ -89,39 +85,6 @@ class Nodes:
 @pytest.fixture
 def nodes(registry: NodeRegistry, folders: Folders) -> Nodes:
     return Nodes(registry, folders)
-
-
-@dataclass
-class Outcome:
-    result: RunResult
-    events: list[Any]
-
-    @property
-    def ran(self) -> list[str]:
-        return [event.node_id for event in self.events if isinstance(event, NodeStarted)]
-
-    def value(self, node_id: str, slot: int = 0) -> Any:
-        (only,) = self.result.values[node_id][slot]  # one item: none of these outputs is a list
-        return only
-
-
-class Pipeline:
-    """validate_prompt + one Executor over the discovered registry, as the worker runs prompts."""
-
-    def __init__(self, registry: NodeRegistry, folders: Folders) -> None:
-        self.registry, self.folders = registry, folders
-        self.executor = Executor(registry, OutputCache(CachePolicy.parse("classic"), None), folders)
-
-    def validate(self, prompt: dict[str, Any]) -> Any:
-        return validate_prompt(prompt, self.registry, folders=self.folders)
-
-    def run(self, prompt: dict[str, Any], *, expect: str = "success") -> Outcome:
-        checked = self.validate(prompt)
-        assert checked.ok, (checked.error, checked.node_errors)
-        events: list[Any] = []
-        result = self.executor.run(RunRequest(str(uuid.uuid4()), checked.prompt, checked.outputs), events.append)
-        assert result.status == expect, result.failure
-        return Outcome(result, events)
 
 
 @pytest.fixture

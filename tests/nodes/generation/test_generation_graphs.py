@@ -93,7 +93,7 @@ def test_progress_and_binary_previews_once_per_step(pipeline: Pipeline) -> None:
     previews = [event for event in outcome.events if isinstance(event, NodePreview)]
     assert [event.node_id for event in previews] == ["sample"] * STEPS
     for event in previews:
-        assert isinstance(event.image, PILImage.Image) and event.image.size == (WIDTH // 8, HEIGHT // 8)
+        assert isinstance(event.image, PILImage.Image) and event.image.size == (WIDTH, HEIGHT)
         assert encode_preview(event.image)[:2] == b"\xff\xd8"  # the JPEG the server sends as a binary frame
 
 

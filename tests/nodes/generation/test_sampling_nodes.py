@@ -121,7 +121,8 @@ def test_progress_once_per_step_with_a_preview(nodes: Nodes, loaded: Loaded) -> 
         ksampler(nodes, loaded, empty(nodes), sampler_name=sampler_name)
         assert [(value, total) for value, total, _ in nodes.reports.calls] == [(i, STEPS) for i in range(1, STEPS + 1)]
         for _, _, preview in nodes.reports.calls:
-            assert isinstance(preview, PILImage.Image) and preview.mode == "RGB" and preview.size == (8, 6)
+            # shown at image size: 8 pixels per latent pixel
+            assert isinstance(preview, PILImage.Image) and preview.mode == "RGB" and preview.size == (64, 48)
 
 
 def test_preview_uses_the_models_projection_or_the_generic_one(nodes: Nodes, loaded: Loaded) -> None:
