@@ -66,7 +66,8 @@ training; every evaluation caption describes a held-out combination.
 {_table(vae.get("evaluator_accuracy", {}))}
 
 - Text encoder and transformer, jointly from scratch: rectified flow (`x_t = (1 - t) x0 + t noise`,
-  target `noise - x0`, logit-normal t), 10% caption dropout, EMA {flow_settings.get("ema_decay", "?")},
+  target `noise - x0`, logit-normal t shifted towards noise by {flow_settings.get("timestep_shift", "?")}), 10% caption
+  dropout, EMA {flow_settings.get("ema_decay", "?")},
   {flow_settings.get("steps", "?")} steps of batch {flow_settings.get("batch_size", "?")}
   ({flow.get("train_seconds", 0) / 60:.0f} minutes).
 
@@ -85,6 +86,8 @@ Recommended settings (`flowmill.json`): CFG {run["cfg"]}, 20 steps, euler, simpl
 ## Limits
 
 It knows only the shapes world at 64x64: other sizes and other subjects give abstract blobs. It
-exists to test and demonstrate the application, not as an image model.
+follows prompts phrased like its training captions, which name all five attributes; a prompt
+that leaves out size and position ("a red circle on a blue background") can swap the shape and
+background colours. It exists to test and demonstrate the application, not as an image model.
 """
     (out / "MODEL_CARD.md").write_text(card)
