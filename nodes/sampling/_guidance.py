@@ -8,7 +8,8 @@
 - `SeededNoise` (the NOISE socket) draws the initial noise on the CPU from its seed, so a seed
   gives the same image on any device.
 - `run_sampling` moves everything to the model's device, runs sampling/run.py's `sample`, and
-  reports each step through `ctx.progress` with a latent preview; `ctx.progress` raises when
+  reports each step through `ctx.progress`, with a latent preview when one is due (at most 20 a
+  second, and always on the last step); `ctx.progress` raises when
   the prompt is interrupted, which ends sampling between two steps.
 This module declares no nodes.
 """
@@ -25,7 +26,7 @@ from engine.node_api import NodeContext
 from modeling.diffusion_model import DiffusionModel
 from nodes.latent._latents import require_latent
 from nodes.sampling._conditioning import TextCondition, guided_denoiser
-from nodes.sampling._preview import preview_image, preview_projection
+from nodes.sampling._preview import PreviewPacer, preview_image, preview_projection
 from sampling.noise import seeded_noise
 from sampling.run import sample
 from sampling.samplers import Denoiser, SamplerFunction, StepInfo
@@ -105,12 +106,14 @@ def run_sampling(ctx: NodeContext, job: SamplingJob) -> tuple[dict[str, Any], di
             f"{job.node}: noise has shape {tuple(job.noise.shape)} but latent_image has {tuple(samples.shape)}"
         )
     denoiser = job.guider.denoiser(samples.shape[0])
-    projection = preview_projection(model)
+    projection, pacer = preview_projection(model), PreviewPacer()
     last_denoised: list[torch.Tensor] = []  # the x0 prediction of the latest step
 
     def report(step: StepInfo) -> None:
         last_denoised[:] = [step.denoised]
-        ctx.progress(step.index + 1, step.total, preview_image(projection, step.denoised))
+        done = step.index + 1
+        preview = preview_image(projection, step.denoised) if pacer.due(done, step.total) else None
+        ctx.progress(done, step.total, preview)
 
     device = model.device
     result = sample(

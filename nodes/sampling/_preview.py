@@ -10,6 +10,9 @@ This module declares no nodes.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from PIL import Image as PILImage
@@ -35,3 +38,25 @@ def preview_image(projection: LatentPreview, denoised: torch.Tensor) -> PILImage
     scale = min(PREVIEW_UPSCALE, MAX_PREVIEW_SIDE / max(small.size))
     size = (max(1, round(small.width * scale)), max(1, round(small.height * scale)))
     return small.resize(size, PILImage.Resampling.BILINEAR) if scale > 1 else small
+
+
+# Previews at most this often: 20 a second is smooth to a viewer, and on a small model stepping
+# every few milliseconds a preview per step would cost more than a tenth of the run.
+MIN_PREVIEW_INTERVAL_S = 0.05
+
+
+class PreviewPacer:
+    """Says whether a step's preview is due: the first step, the last, and then at most one per
+    `interval` seconds. Progress itself is still reported every step."""
+
+    def __init__(self, interval: float = MIN_PREVIEW_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval, self.clock = interval, clock
+        self.last: float | None = None
+
+    def due(self, step: int, total: int) -> bool:
+        now = self.clock()
+        if self.last is None or step == total or now - self.last >= self.interval:
+            self.last = now
+            return True
+        return False

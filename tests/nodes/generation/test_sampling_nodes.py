@@ -12,6 +12,7 @@ from PIL import Image as PILImage
 
 from engine.context import Interrupted
 from modeling.latent_preview import LatentPreview
+from nodes.sampling._preview import PreviewPacer
 from sampling.flow import FlowSampling
 from sampling.noise import seeded_noise
 from sampling.schedules import compute_sigmas
@@ -115,25 +116,35 @@ def test_conditioning_of_the_wrong_shape_is_an_error(nodes: Nodes, loaded: Loade
         nodes.one("BasicGuider", model="not a model", conditioning=loaded.positive)
 
 
-def test_progress_once_per_step_with_a_preview(nodes: Nodes, loaded: Loaded) -> None:
+def test_progress_once_per_step_with_paced_previews(nodes: Nodes, loaded: Loaded) -> None:
     for sampler_name in ("euler", "heun"):
         nodes.reports.calls.clear()
         ksampler(nodes, loaded, empty(nodes), sampler_name=sampler_name)
         assert [(value, total) for value, total, _ in nodes.reports.calls] == [(i, STEPS) for i in range(1, STEPS + 1)]
-        for _, _, preview in nodes.reports.calls:
+        previews = [preview for _, _, preview in nodes.reports.calls]
+        assert previews[0] is not None and previews[-1] is not None  # the first and the last are always sent
+        for preview in filter(None, previews):
             # shown at image size: 8 pixels per latent pixel
             assert isinstance(preview, PILImage.Image) and preview.mode == "RGB" and preview.size == (64, 48)
+
+
+def test_preview_pacer_sends_the_first_and_last_and_at_most_one_per_interval() -> None:
+    times = iter([0.0, 0.01, 0.02, 0.06, 0.07, 0.2, 0.21])
+    pacer = PreviewPacer(interval=0.05, clock=lambda: next(times))
+    assert [pacer.due(step, 7) for step in range(1, 8)] == [True, False, False, True, False, True, True]
 
 
 def test_preview_uses_the_models_projection_or_the_generic_one(nodes: Nodes, loaded: Loaded) -> None:
     black = LatentPreview(torch.zeros(16, 3), torch.zeros(3))
     ksampler(nodes, loaded, empty(nodes), model=loaded.model.with_latent_preview(black))
-    assert all(not np.asarray(preview).any() for *_, preview in nodes.reports.calls)
+    previews = [preview for *_, preview in nodes.reports.calls if preview is not None]
+    assert previews and all(not np.asarray(preview).any() for preview in previews)
     nodes.reports.calls.clear()
     bare = nodes.one("UNETLoader", unet_name=UNET, weight_dtype="default")
     assert bare.latent_preview is None
     ksampler(nodes, loaded, empty(nodes), model=bare)
-    assert len(nodes.reports.calls) == STEPS and all(isinstance(p, PILImage.Image) for *_, p in nodes.reports.calls)
+    previews = [preview for *_, preview in nodes.reports.calls if preview is not None]
+    assert len(nodes.reports.calls) == STEPS and previews and all(isinstance(p, PILImage.Image) for p in previews)
 
 
 def test_interrupt_stops_sampling_at_a_step(nodes: Nodes, loaded: Loaded) -> None:
