@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the canvas and the ComfyUI API (the default)")
     serve.add_argument("--listen", action="append", help="address to bind (repeat or comma-separate); 127.0.0.1")
     serve.add_argument("--port", type=int, default=8188)
-    serve.add_argument("--workflow", type=Path,
+    serve.add_argument("--workflow", dest="default_workflow", type=Path,
                        help="the workflow the browser opens with (default: workflows/default.json)")
     serve.add_argument("--token", help="access token for remote use; 'auto' generates and prints one")
     serve.add_argument("--insecure-no-auth", action="store_true", help="allow a non-loopback bind without a token")
@@ -79,9 +79,9 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
         parser.error(str(error))
     settings = Settings(models_dir=args.models_dir, input_dir=args.input_dir, output_dir=args.output_dir, cache=cache,
                         force_cpu=args.cpu, custom_nodes_dir=args.custom_nodes_dir, safe_mode=args.safe_mode)
-    workflow = getattr(args, "workflow", None)
-    if workflow is not None and args.command == "serve":
-        settings = dataclasses.replace(settings, default_workflow=workflow.resolve())
+    default_workflow = getattr(args, "default_workflow", None)  # only `serve` has the option
+    if default_workflow is not None:
+        settings = dataclasses.replace(settings, default_workflow=default_workflow.resolve())
     return settings
 
 

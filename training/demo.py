@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL
 
 from modeling.latent_preview import LatentPreview
+from modeling.loading import load_vae
 from training import flow_model
 from training import vae as vae_training
 from training.clip_tokenizer import fetch_bpe_vocabulary, write_tokenizer_files
@@ -55,14 +55,13 @@ def train_flow(out: Path, logs: Path, seed: int) -> None:
         return
     settings = flow_model.FlowTraining(seed=seed)
     flow_model.train(settings, out / "vae", out / "tokenizer", out)
-    for name in ("training_log.jsonl", "flow_training.json"):
-        shutil.move(out / name, logs / f"flow_{name}")
+    for name, kept_as in (("training_log.jsonl", "flow_training_log.jsonl"), ("flow_report.json", "flow_report.json")):
+        shutil.move(out / name, logs / kept_as)
 
 
-@torch.no_grad()
 def fit_latent_preview(out: Path, seed: int) -> None:
     """Least-squares latent-to-RGB map on normalised latents, as the samplers see them."""
-    vae = AutoencoderKL.from_pretrained(str(out / "vae")).eval()
+    vae = load_vae(out / "vae", device="cpu")
     images, _, _ = make_dataset(2048, seed=seed + 20, split=None)
     latents = flow_model.encode_images(vae, images)
     LatentPreview.fit(latents, torch.from_numpy(images).float() / 255).save(out / "vae" / "latent_preview.json")

@@ -23,7 +23,7 @@ from modeling.diffusion_model import DiffusionModel
 from modeling.loading import load_checkpoint, read_model_settings
 from modeling.text_encoder import TextEncoder
 from modeling.vae import Vae
-from sampling.guidance import cfg_denoiser, flow_denoiser
+from sampling.guidance import batched_cfg_denoiser, flow_denoiser
 from sampling.noise import seeded_noise
 from sampling.run import sample
 from sampling.samplers import get_sampler
@@ -65,13 +65,14 @@ def generate(model: DiffusionModel, text_encoder: TextEncoder, vae: Vae, caption
         noise = torch.cat([seeded_noise(seed, (1, model.latent_channels, LATENT_SIZE, LATENT_SIZE))
                            for seed in seeds[start:start + settings.batch_size]])
 
-        def conditional(x: torch.Tensor, sigma: torch.Tensor, context=context, pooled=pooled) -> torch.Tensor:
+        # Conditional and unconditional on one doubled batch, as the sampler nodes run CFG.
+        paired_context = torch.cat([context, empty_context.expand_as(context)])
+        paired_pooled = torch.cat([pooled, empty_pooled.expand_as(pooled)])
+
+        def paired(x: torch.Tensor, sigma: torch.Tensor, context=paired_context, pooled=paired_pooled) -> torch.Tensor:
             return model.velocity(x, sigma, context, pooled)
 
-        def unconditional(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            return model.velocity(x, sigma, empty_context, empty_pooled)
-
-        denoiser = cfg_denoiser(flow_denoiser(conditional), flow_denoiser(unconditional), cfg)
+        denoiser = batched_cfg_denoiser(flow_denoiser(paired), cfg)
         latents = sample(denoiser, sampler, sigmas, noise, torch.zeros_like(noise))
         pixels = vae.decode(latents)
         images.append(pixels.clamp(0, 1).mul(255).round().to(torch.uint8).numpy())

@@ -28,14 +28,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, FluxTransformer2DModel
+from diffusers import FluxTransformer2DModel
 from tqdm import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizerFast
 
+from modeling.loading import load_vae
 from modeling.packing import image_position_ids, pack_latents, text_position_ids
+from modeling.vae import Vae
 from sampling.flow import time_snr_shift
 from training.shapes import caption, make_dataset
-from training.vae import to_model_range
 
 END_TOKEN_ID = 49407  # CLIP's <|endoftext|>, also its padding token
 START_TOKEN_ID = 49406
@@ -96,12 +97,9 @@ def demo_transformer_config() -> dict:
     }
 
 
-@torch.no_grad()
-def encode_images(vae: AutoencoderKL, images: np.ndarray) -> torch.Tensor:
-    """uint8 NxHxWx3 -> normalised latents Nx16x8x8, as the samplers see them."""
-    shift, scale = vae.config.shift_factor, vae.config.scaling_factor
-    parts = [vae.encode(part).latent_dist.mean for part in to_model_range(images).split(256)]
-    return (torch.cat(parts) - shift) * scale
+def encode_images(vae: Vae, images: np.ndarray) -> torch.Tensor:
+    """uint8 NxHxWx3 -> normalised latents Nx16x8x8, exactly as VAEEncode makes them for the samplers."""
+    return torch.cat([vae.encode(part.float() / 255) for part in torch.from_numpy(images).split(256)])
 
 
 def tokenize_wordings(tokenizer: CLIPTokenizerFast, scenes: list, wordings: int, seed: int) -> torch.Tensor:
@@ -133,7 +131,6 @@ class FlowTrainer:
         self.ema_text_encoder = copy.deepcopy(text_encoder).requires_grad_(False)
         self.ema_transformer = copy.deepcopy(transformer).requires_grad_(False)
         self.ema_parameters = [*self.ema_text_encoder.parameters(), *self.ema_transformer.parameters()]
-        self.image_ids = image_position_ids(8, 8)
 
     def loss(self, latents: torch.Tensor, token_ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch = latents.shape[0]
@@ -148,7 +145,7 @@ class FlowTrainer:
             encoder_hidden_states=encoded.last_hidden_state,
             pooled_projections=encoded.pooler_output,
             timestep=t,
-            img_ids=self.image_ids,
+            img_ids=image_position_ids(*latents.shape[-2:]),
             txt_ids=text_position_ids(token_ids.shape[1]),
             return_dict=False,
         )[0]
@@ -173,7 +170,7 @@ def train(settings: FlowTraining, vae_dir: Path, tokenizer_dir: Path, out: Path)
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     tokenizer = CLIPTokenizerFast.from_pretrained(str(tokenizer_dir))
-    vae = AutoencoderKL.from_pretrained(str(vae_dir)).eval()
+    vae = load_vae(vae_dir, device="cpu")  # the app's own loader: the latents training sees are the app's
 
     started = time.perf_counter()
     images, _, scenes = make_dataset(settings.images, seed=settings.seed + 10, split="train")
@@ -208,7 +205,7 @@ def train(settings: FlowTraining, vae_dir: Path, tokenizer_dir: Path, out: Path)
               "train_seconds": round(trained_seconds, 1),
               "parameters": {"transformer": sum(p.numel() for p in transformer.parameters()),
                              "text_encoder": sum(p.numel() for p in text_encoder.parameters())}}
-    (out / "flow_training.json").write_text(json.dumps(report, indent=2))
+    (out / "flow_report.json").write_text(json.dumps(report, indent=2))
     return report
 
 

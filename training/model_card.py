@@ -21,7 +21,7 @@ def _table(scores: dict[str, float]) -> str:
 
 def write_model_card(out: Path, logs: Path, evaluation: dict) -> None:
     vae = _read(logs / "vae_report.json")
-    flow = _read(logs / "flow_flow_training.json")
+    flow = _read(logs / "flow_report.json")
     flow_settings = flow.get("training", {})
     parameters = flow.get("parameters", {})
     run = evaluation["settings"]

@@ -111,12 +111,11 @@ def guided_denoiser(model: Any, positive: tuple[TextCondition, ...], negative: t
                     batch: int, cfg: float) -> Denoiser:
     """The CFG denoiser; one model call per step on a doubled batch when both sides are single prompts
     of the same token length (the usual case), else separate calls."""
-    cond = condition_denoiser(model, positive, batch)
     if negative is None or math.isclose(cfg, 1.0):
-        return cond  # no unconditional model to evaluate
+        return condition_denoiser(model, positive, batch)  # no unconditional model to evaluate
     if len(positive) == 1 and len(negative) == 1 and positive[0].context.shape[1:] == negative[0].context.shape[1:]:
         sides = (positive[0], negative[0])
         pair = TextCondition(torch.cat([_tile(side.context, batch, model.device) for side in sides]),
                              torch.cat([_tile(side.pooled, batch, model.device) for side in sides]))
         return batched_cfg_denoiser(condition_denoiser(model, (pair,), 2 * batch), cfg)
-    return cfg_denoiser(cond, condition_denoiser(model, negative, batch), cfg)
+    return cfg_denoiser(condition_denoiser(model, positive, batch), condition_denoiser(model, negative, batch), cfg)

@@ -9,8 +9,8 @@
   gives the same image on any device.
 - `run_sampling` moves everything to the model's device, runs sampling/run.py's `sample`, and
   reports each step through `ctx.progress`, with a latent preview when one is due (at most 20 a
-  second, and always on the last step); `ctx.progress` raises when
-  the prompt is interrupted, which ends sampling between two steps.
+  second, and always on the last step); `ctx.progress` raises when the prompt is interrupted,
+  which ends sampling between two steps.
 This module declares no nodes.
 """
 

@@ -17,7 +17,7 @@ import torch
 from engine.context import InterruptFlag, NodeContext
 from engine.paths import Folders
 from engine.registry import NodeRegistry
-from tests.fixtures.pipeline import Outcome, Pipeline  # noqa: F401 (re-exported to the tests)
+from tests.fixtures.pipeline import Pipeline
 from tests.fixtures.tiny_models import build_all, write_loose_files, write_model_folder, write_single_file
 
 FOLDER_CHECKPOINT = "tiny-demo"

@@ -12,14 +12,13 @@ from engine.events import ExecutionFailed, NodePreview, NodeProgress
 from engine.media import read_png_text
 from engine.paths import Folders
 from server.messages import encode_preview
+from tests.fixtures.pipeline import Outcome, Pipeline
 from tests.nodes.generation.conftest import (
     FOLDER_CHECKPOINT,
     SINGLE_CHECKPOINT,
     TEXT_ENCODER,
     UNET,
     VAE,
-    Outcome,
-    Pipeline,
 )
 
 WIDTH, HEIGHT, STEPS = 64, 48, 3
