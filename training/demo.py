@@ -3,8 +3,9 @@
 Stages (each skipped when its output already exists, so an interrupted run resumes):
     1. tokenizer   OpenAI's CLIP BPE vocabulary -> tokenizer/ (a 24-token prompt window)
     2. vae         training.vae -> vae/ (AutoencoderKL, 16 latent channels)
-    3. flow        training.flow_model -> transformer/ and text_encoder/
-    4. assemble    latent_preview.json (fitted latent-to-RGB projection for live previews),
+    3. flow        training.flow_model -> transformer/ and text_encoder/ (captions naming all five attributes)
+    4. finetune    1,500 more steps with a third of the captions partial, so short prompts work
+    5. assemble    latent_preview.json (fitted latent-to-RGB projection for live previews),
                    model_index.json (marks the folder as a checkpoint), flowmill.json (sampling
                    defaults), then the evaluator's scores -> MODEL_CARD.md
 
@@ -59,6 +60,15 @@ def train_flow(out: Path, logs: Path, seed: int) -> None:
         shutil.move(out / name, logs / kept_as)
 
 
+def finetune_short_prompts(out: Path, logs: Path, seed: int) -> None:
+    if (logs / "finetune_report.json").is_file():
+        return
+    flow_model.train(flow_model.short_prompt_finetuning(seed), out / "vae", out / "tokenizer", out, start_from=out)
+    for name, kept_as in (("training_log.jsonl", "finetune_training_log.jsonl"),
+                          ("flow_report.json", "finetune_report.json")):
+        shutil.move(out / name, logs / kept_as)
+
+
 def fit_latent_preview(out: Path, seed: int) -> None:
     """Least-squares latent-to-RGB map on normalised latents, as the samplers see them."""
     vae = load_vae(out / "vae", device="cpu")
@@ -96,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, stage in (("tokenizer", lambda: build_tokenizer(args.out, args.cache)),
                         ("vae", lambda: train_vae(args.out, logs, args.seed)),
                         ("flow", lambda: train_flow(args.out, logs, args.seed)),
+                        ("finetune", lambda: finetune_short_prompts(args.out, logs, args.seed)),
                         ("latent_preview", lambda: fit_latent_preview(args.out, args.seed)),
                         ("assemble", lambda: assemble(args.out))):
         started = time.perf_counter()

@@ -3,8 +3,9 @@
 The issue's quality figure: 200 held-out caption/seed pairs (captions describing attribute
 combinations the model never saw), 20 Euler steps on the "simple" schedule at the checkpoint's
 recommended CFG; each generated image is read back by `training.shapes.read_scene` and compared with
-the scene its caption describes. The same function serves the model card, the benchmark and the
-quality test.
+the scene its caption describes. A second figure re-describes the same scenes as short prompts that
+leave out size and position ("a red circle on a blue background") and scores the attributes they
+state. The same function serves the model card, the benchmark and the quality test.
 
 Run: `python -m training.evaluate_demo models/checkpoints/flowmill-shapes-demo [--cfg 4 --pairs 200]`.
 """
@@ -28,11 +29,12 @@ from sampling.noise import seeded_noise
 from sampling.run import sample
 from sampling.samplers import get_sampler
 from sampling.schedules import compute_sigmas
-from training.shapes import accuracy, make_dataset, read_scene
+from training.shapes import Scene, accuracy, caption, make_dataset, read_scene
 
 EVALUATION_SEED = 20261121  # the held-out caption draw; pair i samples with noise seed i
 LATENT_SIZE = 8  # 64 px / 8
 JOINT = ("shape", "colour", "background")
+SHORT_PROMPT_OMITS = frozenset({"size", "position"})
 
 
 @dataclass(frozen=True)
@@ -79,18 +81,29 @@ def generate(model: DiffusionModel, text_encoder: TextEncoder, vae: Vae, caption
     return np.concatenate(images)
 
 
+def _joint_accuracy(images: np.ndarray, scenes: list[Scene]) -> float:
+    """The stricter reading of the quality target: shape, colour and background all right at once."""
+    return float(np.mean([all(getattr(read_scene(image), name) == getattr(scene, name) for name in JOINT)
+                          for image, scene in zip(images, scenes, strict=True)]))
+
+
 def evaluate(checkpoint: Path, settings: EvaluationSettings = EvaluationSettings()) -> dict:
-    """Per-attribute accuracy and the share of images with every attribute right."""
+    """Per-attribute accuracy and the share of images with shape, colour and background right, for full
+    captions and for short prompts (the same scenes without size and position)."""
     model, text_encoder, vae = load_checkpoint(checkpoint, device="cpu")
     cfg = settings.cfg if settings.cfg is not None else recommended_cfg(checkpoint)
     _, captions, scenes = make_dataset(settings.pairs, seed=EVALUATION_SEED, split="eval")
-    images = generate(model, text_encoder, vae, captions, list(range(settings.pairs)), settings, cfg)
-    scores = accuracy(images, scenes)
-    # The stricter reading of the quality target: shape, colour and background all right at once.
-    joint = np.mean([all(getattr(read_scene(image), name) == getattr(scene, name) for name in JOINT)
-                     for image, scene in zip(images, scenes, strict=True)])
+    seeds = list(range(settings.pairs))
+    images = generate(model, text_encoder, vae, captions, seeds, settings, cfg)
+
+    rng = np.random.default_rng(EVALUATION_SEED + 1)
+    short_prompts = [caption(scene, rng, SHORT_PROMPT_OMITS) for scene in scenes]
+    short_images = generate(model, text_encoder, vae, short_prompts, seeds, settings, cfg)
+    short_scores = accuracy(short_images, scenes)
     return {"settings": {**asdict(settings), "cfg": cfg},
-            "accuracy": {**scores, "shape+colour+background": float(joint)}}
+            "accuracy": {**accuracy(images, scenes), "shape+colour+background": _joint_accuracy(images, scenes)},
+            "short_prompt_accuracy": {**{name: short_scores[name] for name in JOINT},
+                                      "shape+colour+background": _joint_accuracy(short_images, scenes)}}
 
 
 def main(argv: list[str] | None = None) -> int:

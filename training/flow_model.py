@@ -3,7 +3,8 @@
 Inputs: the finished demo VAE (`training.vae`) and the CLIP tokenizer (`training.clip_tokenizer`).
 The training images are drawn from the shapes world's training split, encoded once with the VAE
 (posterior mean, normalised with the VAE's shift and scale, as the samplers will see latents), and
-each carries several caption wordings so the text encoder learns meaning rather than one phrasing.
+each carries several caption wordings so the text encoder learns meaning rather than one phrasing;
+about a third of them leave out the size and/or position, as short prompts do.
 
 Objective (FLUX convention, see reference/techniques.md §0): `x_t = (1 - t) x0 + t noise` with `t`
 logit-normal and shifted towards noise (SD3's shift 3), the transformer predicts `noise - x0`,
@@ -36,7 +37,7 @@ from modeling.loading import load_vae
 from modeling.packing import image_position_ids, pack_latents, text_position_ids
 from modeling.vae import Vae
 from sampling.flow import time_snr_shift
-from training.shapes import caption, make_dataset
+from training.shapes import Scene, caption, make_dataset
 
 END_TOKEN_ID = 49407  # CLIP's <|endoftext|>, also its padding token
 START_TOKEN_ID = 49406
@@ -57,7 +58,17 @@ class FlowTraining:
     timestep_shift: float = 3.0
     images: int = 40000  # training-split scenes, encoded once
     wordings: int = 4  # caption variants per scene
+    # Share of wordings that leave out the size, the position or both. From scratch this must be 0:
+    # with a third of the captions partial, position stayed at chance (9%) after 6,000 steps. The
+    # short-prompt fine-tuning below teaches partial captions to a model that already places shapes.
+    partial_captions: float = 0.0
     seed: int = 0
+
+
+def short_prompt_finetuning(seed: int) -> FlowTraining:
+    """Continue a trained model with a third of the captions partial ("a red circle on a blue background"),
+    at a fifth of the learning rate, so it follows short prompts without forgetting placement."""
+    return FlowTraining(steps=1500, learning_rate=2e-4, warmup_steps=100, partial_captions=0.35, seed=seed)
 
 
 def demo_text_encoder_config(max_length: int) -> CLIPTextConfig:
@@ -102,10 +113,20 @@ def encode_images(vae: Vae, images: np.ndarray) -> torch.Tensor:
     return torch.cat([vae.encode(part.float() / 255) for part in torch.from_numpy(images).split(256)])
 
 
-def tokenize_wordings(tokenizer: CLIPTokenizerFast, scenes: list, wordings: int, seed: int) -> torch.Tensor:
+_OMISSIONS: tuple[frozenset[str], ...] = (frozenset({"size"}), frozenset({"position"}), frozenset({"size", "position"}))
+
+
+def describe(scene: Scene, rng: np.random.Generator, partial_captions: float) -> str:
+    """One training caption: full, or with a share `partial_captions` leaving out size and/or position."""
+    omit = _OMISSIONS[int(rng.integers(len(_OMISSIONS)))] if rng.random() < partial_captions else frozenset()
+    return caption(scene, rng, omit)
+
+
+def tokenize_wordings(tokenizer: CLIPTokenizerFast, scenes: list[Scene], wordings: int, seed: int,
+                      partial_captions: float = 0.0) -> torch.Tensor:
     """[N, wordings, max_length] token ids: each scene described `wordings` ways."""
     rng = np.random.default_rng(seed)
-    texts = [caption(scene, rng) for scene in scenes for _ in range(wordings)]
+    texts = [describe(scene, rng, partial_captions) for scene in scenes for _ in range(wordings)]
     ids = tokenizer(texts, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
                     return_tensors="pt").input_ids
     return ids.view(len(scenes), wordings, -1)
@@ -166,7 +187,10 @@ class FlowTrainer:
         return loss.item()
 
 
-def train(settings: FlowTraining, vae_dir: Path, tokenizer_dir: Path, out: Path) -> dict:
+def train(settings: FlowTraining, vae_dir: Path, tokenizer_dir: Path, out: Path,
+          start_from: Path | None = None) -> dict:
+    """Train (from scratch, or from the text_encoder/ and transformer/ in `start_from`) and save the EMA weights
+    into `out`."""
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     tokenizer = CLIPTokenizerFast.from_pretrained(str(tokenizer_dir))
@@ -175,15 +199,20 @@ def train(settings: FlowTraining, vae_dir: Path, tokenizer_dir: Path, out: Path)
     started = time.perf_counter()
     images, _, scenes = make_dataset(settings.images, seed=settings.seed + 10, split="train")
     latents = encode_images(vae, images)
-    token_ids = tokenize_wordings(tokenizer, scenes, settings.wordings, seed=settings.seed + 11)
+    token_ids = tokenize_wordings(tokenizer, scenes, settings.wordings, seed=settings.seed + 11,
+                                  partial_captions=settings.partial_captions)
     empty_ids = tokenizer("", padding="max_length", max_length=tokenizer.model_max_length,
                           return_tensors="pt").input_ids[0]
     prepared_seconds = time.perf_counter() - started
     print(f"encoded {len(scenes)} images and {token_ids.numel() // token_ids.shape[-1]} captions "
           f"in {prepared_seconds:.0f} s", flush=True)
 
-    text_encoder = CLIPTextModel(demo_text_encoder_config(tokenizer.model_max_length))
-    transformer = FluxTransformer2DModel(**demo_transformer_config())
+    if start_from is None:
+        text_encoder = CLIPTextModel(demo_text_encoder_config(tokenizer.model_max_length))
+        transformer = FluxTransformer2DModel(**demo_transformer_config())
+    else:  # saved in fp16; train in fp32
+        text_encoder = CLIPTextModel.from_pretrained(start_from / "text_encoder", torch_dtype=torch.float32)
+        transformer = FluxTransformer2DModel.from_pretrained(start_from / "transformer", torch_dtype=torch.float32)
     trainer = FlowTrainer(text_encoder, transformer, settings, empty_ids)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -201,12 +230,21 @@ def train(settings: FlowTraining, vae_dir: Path, tokenizer_dir: Path, out: Path)
     # fp16 on disk keeps the shipped model under 50 MB; loaders upcast to the compute dtype.
     trainer.ema_transformer.to(torch.float16).save_pretrained(out / "transformer", safe_serialization=True)
     trainer.ema_text_encoder.to(torch.float16).save_pretrained(out / "text_encoder", safe_serialization=True)
-    report = {"training": asdict(settings), "prepare_seconds": round(prepared_seconds, 1),
+    _forget_source_folder(out / "transformer" / "config.json")
+    report = {"training": asdict(settings), "started_from": str(start_from) if start_from else None,
+              "prepare_seconds": round(prepared_seconds, 1),
               "train_seconds": round(trained_seconds, 1),
               "parameters": {"transformer": sum(p.numel() for p in transformer.parameters()),
                              "text_encoder": sum(p.numel() for p in text_encoder.parameters())}}
     (out / "flow_report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _forget_source_folder(config_file: Path) -> None:
+    """diffusers records the folder a model was loaded from; a shipped config must not name a build machine's path."""
+    config = json.loads(config_file.read_text())
+    if config.pop("_name_or_path", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,9 @@ def write_model_card(out: Path, logs: Path, evaluation: dict) -> None:
     vae = _read(logs / "vae_report.json")
     flow = _read(logs / "flow_report.json")
     flow_settings = flow.get("training", {})
+    finetune = _read(logs / "finetune_report.json")
+    finetune_settings = finetune.get("training", {})
+    partial = f"{finetune_settings.get('partial_captions', 0):.0%}"
     parameters = flow.get("parameters", {})
     run = evaluation["settings"]
     transformer_row = ("diffusers `FluxTransformer2DModel`: 2 double + 4 single blocks, 6 heads of 32, in_channels 64 "
@@ -53,8 +56,10 @@ Weights on disk: {_size_mb(out):.1f} MB (transformer and text encoder in fp16, u
 The procedural shapes world (`training/shapes/`): one shape (circle, square, triangle, star, ring,
 cross) in one of 10 colours on a background of another, small or large, in one of 9 grid cells,
 with captions in varied wording ("a large red circle at the top left on a blue background",
-"blue background, small yellow star in the center"). 10% of attribute combinations are held out of
-training; every evaluation caption describes a held-out combination.
+"blue background, small yellow star in the center"). In the fine-tuning stage {partial} of the
+captions leave out the size, the position or both ("a red circle on a blue background"), as short
+prompts do. 10% of attribute combinations are held out of training;
+every evaluation caption describes a held-out combination.
 
 ## Training
 
@@ -69,7 +74,11 @@ training; every evaluation caption describes a held-out combination.
   target `noise - x0`, logit-normal t shifted towards noise by {flow_settings.get("timestep_shift", "?")}), 10% caption
   dropout, EMA {flow_settings.get("ema_decay", "?")},
   {flow_settings.get("steps", "?")} steps of batch {flow_settings.get("batch_size", "?")}
-  ({flow.get("train_seconds", 0) / 60:.0f} minutes).
+  ({flow.get("train_seconds", 0) / 60:.0f} minutes), every caption naming all five attributes.
+- Short-prompt fine-tuning: {finetune_settings.get("steps", "?")} more steps at learning rate
+  {finetune_settings.get("learning_rate", "?")} with {partial} of the captions leaving out size and/or
+  position ({finetune.get("train_seconds", 0) / 60:.0f} minutes). Training with partial captions from the start
+  left position at chance (9%): placement must be learnt first.
 
 Loss logs: `training/*.jsonl` beside this card.
 
@@ -81,13 +90,20 @@ Loss logs: `training/*.jsonl` beside this card.
 
 {_table(evaluation["accuracy"])}
 
+The same scenes and seeds as short prompts that leave out size and position ("a red circle on a
+blue background"), scored on the attributes they state:
+
+{_table(evaluation.get("short_prompt_accuracy", {}))}
+
 Recommended settings (`flowmill.json`): CFG {run["cfg"]}, 20 steps, euler, simple schedule, 64x64.
 
 ## Limits
 
 It knows only the shapes world at 64x64: other sizes and other subjects give abstract blobs. It
-follows prompts phrased like its training captions, which name all five attributes; a prompt
-that leaves out size and position ("a red circle on a blue background") can swap the shape and
-background colours. It exists to test and demonstrate the application, not as an image model.
+follows prompts worded like its training captions (see `training/shapes/captions.py`); a
+sentence built differently, or naming two shapes, is not understood. When a prompt leaves the
+size open, small shapes often come out with the wrong outline (small circles look square):
+naming the size ("a large red circle ...") avoids it. It exists to test and demonstrate the
+application, not as an image model.
 """
     (out / "MODEL_CARD.md").write_text(card)

@@ -87,6 +87,23 @@ def test_every_caption_parses_back() -> None:
         assert parse_caption(text) == scene, text
 
 
+@pytest.mark.parametrize("omit", [{"size"}, {"position"}, {"size", "position"}])
+def test_partial_captions_state_everything_but_what_they_omit(omit: set[str]) -> None:
+    rng = np.random.default_rng(7)
+    for scene in _scenes(2000, 3):
+        text = caption(scene, rng, frozenset(omit))
+        parsed = parse_caption(text)
+        assert isinstance(parsed, PartialScene), text
+        expected = {name: getattr(scene, name) for name in ("shape", "colour", "background", "size", "position")
+                    if name not in omit}
+        assert parsed.stated() == expected, text
+
+
+def test_a_caption_cannot_omit_what_identifies_the_shape() -> None:
+    with pytest.raises(ValueError, match="only"):
+        caption(Scene("circle", "red", "blue", "small", "center"), np.random.default_rng(0), frozenset({"colour"}))
+
+
 def test_every_motion_caption_parses_back() -> None:
     rng = np.random.default_rng(99)
     for _ in range(2000):

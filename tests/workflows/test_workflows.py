@@ -53,3 +53,11 @@ def test_workflow_validates_and_runs(path: Path, registry: NodeRegistry, shipped
 
 def test_there_are_example_workflows() -> None:
     assert len(WORKFLOWS) >= 2
+
+
+def test_the_default_workflow_and_its_api_format_twin_are_the_same_graph(registry: NodeRegistry,
+                                                                        shipped_folders: Folders) -> None:
+    """default_api.json is what the server runs for default.json: regenerate it when default.json changes."""
+    canvas = json.loads((PROJECT / "workflows" / "default.json").read_text())
+    twin = json.loads((PROJECT / "workflows" / "default_api.json").read_text())
+    assert load_workflow(canvas, registry.object_info(shipped_folders.choices)) == twin

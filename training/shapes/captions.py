@@ -1,8 +1,11 @@
 """Varied English captions (lower case) for scenes and motion clips.
 
-Every template names all five attributes (and the direction, for motion), each with a word the parser
-in `parse` maps back unambiguously. The phrase tables here are the single source of the wording; `parse`
-reads the same tables. Imports `scene`.
+A full caption names all five attributes (and the direction, for motion), each with a word the parser
+in `parse` maps back unambiguously. A partial caption leaves out the size, the position or both, the way
+people write prompts ("a red circle on a blue background"); the image it describes still has some size
+and position, so a model trained on both learns to fill in what a prompt leaves open.
+The phrase tables here are the single source of the wording; `parse` reads the same tables.
+Imports `scene`.
 """
 
 from __future__ import annotations
@@ -62,6 +65,18 @@ TEMPLATES: tuple[str, ...] = (
     "{thing} on {bg}, {where}",
     "an image of {thing} {where}, {bg} background",
 )
+# The same sentence shapes without a placement, for captions that leave the position out.
+UNPLACED_TEMPLATES: tuple[str, ...] = (
+    "{thing} on {a_bg} background",
+    "{bg} background, {thing}",
+    "{thing}, on {bg}",
+    "{thing} against {a_bg} background",
+    "{a_bg} backdrop with {thing}",
+    "{thing} on {bg}",
+    "an image of {thing}, {bg} background",
+)
+# Attributes a caption may leave out; shape, colour and background are always named.
+OPTIONAL_ATTRIBUTES: frozenset[str] = frozenset({"size", "position"})
 MOTION_TEMPLATES: tuple[str, ...] = (
     "{thing} {verb} {dir} from {place} on {a_bg} background",
     "{bg} background, {thing} {where}, {verb} {dir}",
@@ -78,13 +93,14 @@ def _with_article(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
 
-def _words(rng: np.random.Generator, scene: Scene) -> dict[str, str]:
+def _words(rng: np.random.Generator, scene: Scene, with_size: bool = True) -> dict[str, str]:
     colour = _choice(rng, COLOUR_WORDS.get(scene.colour, (scene.colour,)))
     shape = _choice(rng, SHAPE_WORDS.get(scene.shape, (scene.shape,)))
     where = _choice(rng, PLACE_PHRASES[scene.position])
     background = _choice(rng, COLOUR_WORDS.get(scene.background, (scene.background,)))
+    size = f"{_choice(rng, SIZE_WORDS[scene.size])} " if with_size else ""
     return {
-        "thing": _with_article(f"{_choice(rng, SIZE_WORDS[scene.size])} {colour} {shape}"),
+        "thing": _with_article(f"{size}{colour} {shape}"),
         "where": where,
         "name": _choice(rng, PLACE_NAMES[scene.position]),
         # "from the top left" reads better than "from at the top left": keep only the noun phrase.
@@ -94,10 +110,14 @@ def _words(rng: np.random.Generator, scene: Scene) -> dict[str, str]:
     }
 
 
-def caption(scene: Scene, rng: np.random.Generator) -> str:
-    """A caption for `scene` in a randomly chosen template and wording."""
-    template = _choice(rng, TEMPLATES)
-    return template.format(**_words(rng, scene))
+def caption(scene: Scene, rng: np.random.Generator, omit: frozenset[str] = frozenset()) -> str:
+    """A caption for `scene` in a randomly chosen template and wording, leaving out the attributes in `omit`
+    (a subset of OPTIONAL_ATTRIBUTES)."""
+    if not omit <= OPTIONAL_ATTRIBUTES:
+        raise ValueError(f"captions can leave out only {sorted(OPTIONAL_ATTRIBUTES)}, "
+                         f"not {sorted(omit - OPTIONAL_ATTRIBUTES)}")
+    template = _choice(rng, UNPLACED_TEMPLATES if "position" in omit else TEMPLATES)
+    return template.format(**_words(rng, scene, with_size="size" not in omit))
 
 
 def motion_caption(motion: MotionScene, rng: np.random.Generator) -> str:
