@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         target = targets.get(name)
         verdict = f"  (target {target:.0%}: {'PASS' if value >= target else 'FAIL'})" if target else ""
         print(f"  {name:<24} {value:6.1%}{verdict}")
+    print("the same scenes and seeds as short prompts (no size or position), attributes they state:")
+    for name, value in report["short_prompt_accuracy"].items():
+        print(f"  {name:<24} {value:6.1%}")
     return 0
 
 

@@ -37,6 +37,8 @@ class Settings:
     cache_host_gib: float = 8.0
     # The workflow the browser opens with: text to image on the shipped demo model.
     default_workflow: Path = PROJECT_DIR / "workflows" / "default.json"
+    # The canvas's Templates menu lists the workflow files in this folder.
+    workflows_dir: Path = PROJECT_DIR / "workflows"
 
     def folders(self) -> Folders:
         defaults = Folders.under(self.base_dir)

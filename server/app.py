@@ -25,6 +25,7 @@ from server.routes import routes
 from server.security import RedactingAccessLogger, SecurityConfig, install_security
 from server.store import PromptStore
 from server.worker import EventBridge, PromptWorker
+from server.workflow_routes import workflow_routes
 from server.ws import SocketHub, server_features
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 def _add_routes(app: web.Application) -> None:
     """Every route bare and under /api, as ComfyUI mounts them; static web files last."""
-    definitions = [*routes, *file_routes, web.get("/ws", websocket)]
+    definitions = [*routes, *file_routes, *workflow_routes, web.get("/ws", websocket)]
     for prefix in ("", "/api"):
         for definition in definitions:
             if isinstance(definition, web.RouteDef):
