@@ -65,9 +65,10 @@ def connect(page: Page, from_node: int, from_slot: int, to_node: int, to_slot: i
 
 
 def add_node_via_search(page: Page, query: str, node_type: str) -> int:
-    """Double-click empty canvas, type into the search box, pick `node_type`; returns the new node's id."""
+    """Double-click empty canvas, type into the search box, pick `node_type`; returns the new node's id.
+    Robust to a slow double-click (see `open_search_box`)."""
     before = set(node_ids(page))
-    page.mouse.dblclick(*empty_canvas_xy(page))
+    open_search_box(page)
     box = page.locator(".litesearchbox input.value")
     box.fill(query)
     page.locator(".litesearchbox .lite-search-item", has_text=query).first.wait_for()
@@ -234,17 +235,3 @@ def open_search_box(page: Page, at: tuple[float, float] | None = None, attempts:
         except Exception:
             if attempt == attempts - 1:
                 raise
-
-
-def add_node_from_search(page: Page, query: str, node_type: str) -> int:
-    """`add_node_via_search`, robust to a slow double-click (see `open_search_box`)."""
-    before = set(node_ids(page))
-    open_search_box(page)
-    box = page.locator(".litesearchbox input.value")
-    box.fill(query)
-    page.locator(".litesearchbox .lite-search-item", has_text=query).first.wait_for()
-    box.press("Enter")
-    page.wait_for_function("n => window.app.graph.nodes.length > n", arg=len(before))
-    added = [node for node in graph_nodes(page) if node["id"] not in before]
-    assert [node["type"] for node in added] == [node_type], added
-    return int(added[0]["id"])

@@ -16,7 +16,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.browser.canvas_bridge import (
-    add_node_from_search,
+    add_node_via_search,
     connect,
     context_menu_pick,
     drag,
@@ -143,7 +143,7 @@ def test_search_box_ranks_by_display_name_type_and_category(page: Page) -> None:
     expect(first.locator(".app-search-category")).to_have_text("image/upscaling")
     box.press("Escape")
     expect(page.locator(".litesearchbox")).to_have_count(0)
-    node_id = add_node_from_search(page, "VAE Decode", "VAEDecode")
+    node_id = add_node_via_search(page, "VAE Decode", "VAEDecode")
     assert node_id not in DEFAULT_TYPES
 
 
@@ -161,7 +161,7 @@ def test_add_node_from_the_category_menu(page: Page) -> None:
 
 
 def test_connect_sockets_by_dragging_and_refuse_a_mismatched_pair(page: Page) -> None:
-    sampler = add_node_from_search(page, "KSampler", "KSampler")
+    sampler = add_node_via_search(page, "KSampler", "KSampler")
     move_node(page, sampler, (860, 430))
     set_view(page, (12, 12), 0.8)
     links = link_count(page)
@@ -254,7 +254,7 @@ def test_seed_control_after_queueing(page: Page) -> None:
 def test_undo_and_redo_an_added_node(page: Page) -> None:
     count = len(graph_nodes(page))
     steps = undo_steps(page)
-    add_node_from_search(page, "VAE Decode", "VAEDecode")
+    add_node_via_search(page, "VAE Decode", "VAEDecode")
     wait_for_undo_steps(page, steps + 1)
     page.keyboard.press("Control+z")
     page.wait_for_function("n => window.app.graph.nodes.length === n", arg=count)
@@ -283,7 +283,7 @@ def test_undo_and_redo_a_move_keeps_the_view(page: Page) -> None:
 
 
 def test_undo_and_redo_a_link_and_a_widget_change(page: Page) -> None:
-    sampler = add_node_from_search(page, "KSampler", "KSampler")
+    sampler = add_node_via_search(page, "KSampler", "KSampler")
     move_node(page, sampler, (860, 430))
     set_view(page, (12, 12), 0.8)
     steps = undo_steps(page)
@@ -347,7 +347,7 @@ def test_group_and_collapse_shortcuts(page: Page) -> None:
 
 
 def test_convert_a_widget_to_an_input_and_back(page: Page) -> None:
-    primitive = add_node_from_search(page, "Int", "PrimitiveInt")
+    primitive = add_node_via_search(page, "Int", "PrimitiveInt")
     show_node(page, SAMPLER, at=(420, 140))
     # Right of the sampler's socket column, in the empty space beside VAE Decode and Save Image.
     sampler_x, sampler_y = page.evaluate("() => window.app.graph.getNodeById(5).pos")
@@ -455,7 +455,7 @@ def test_widget_values_by_name_win_over_positions(page: Page) -> None:
 def test_load_image_upload_and_preview(page: Page, tmp_path: Path) -> None:
     image = tmp_path / "uploaded.png"
     Image.new("RGB", (40, 24), (200, 60, 30)).save(image)
-    loader = add_node_from_search(page, "Load Image", "LoadImage")
+    loader = add_node_via_search(page, "Load Image", "LoadImage")
     show_node(page, loader)
     page.wait_for_function("id => window.app.graph.getNodeById(id).imagePreview.loaded", arg=loader)
     with page.expect_file_chooser() as chooser:
