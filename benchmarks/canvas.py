@@ -24,6 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from engine.convert import widget_defaults  # noqa: E402
 from tests.api.server_process import ServerProcess  # noqa: E402
 from tests.browser.canvas_bridge import empty_canvas_xy  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT  # noqa: E402
@@ -53,19 +54,6 @@ _LOAD = """(workflow) => { const started = performance.now();
   return performance.now() - started; }"""
 
 
-def _widget_values(spec: dict[str, Any]) -> list[Any]:
-    """Default widget values in schema order (link-only inputs have no widget)."""
-    values = []
-    for section in ("required", "optional"):
-        for entry in spec["input"].get(section, {}).values():
-            kind, options = entry[0], (entry[1] if len(entry) > 1 else {})
-            if isinstance(kind, list):
-                values.append(options.get("default", kind[0]))
-            elif kind in ("INT", "FLOAT", "STRING", "BOOLEAN") and not options.get("forceInput"):
-                values.append(options.get("default", {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}[kind]))
-    return values
-
-
 def chain_workflow(object_info: dict[str, Any], count: int) -> dict[str, Any]:
     """A UI-format (v0.4) workflow of `count` nodes in a grid, each fed by the one before."""
     nodes: list[dict[str, Any]] = []
@@ -79,7 +67,7 @@ def chain_workflow(object_info: dict[str, Any], count: int) -> dict[str, Any]:
                 "size": [320, 200], "flags": {}, "order": index, "mode": 0, "properties": {},
                 "inputs": [{"name": name, "type": "IMAGE", "link": None} for name in image_inputs],
                 "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [], "slot_index": 0}],
-                "widgets_values": _widget_values(spec)}
+                "widgets_values": widget_defaults(spec)}
         for slot in range(len(image_inputs)):
             link_id = len(links) + 1
             links.append([link_id, index, 0, index + 1, slot, "IMAGE"])

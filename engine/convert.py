@@ -356,6 +356,12 @@ def _wrap(value: Any) -> Any:
     return {"__value__": copy.deepcopy(value)} if isinstance(value, list) else copy.deepcopy(value)
 
 
+def widget_defaults(info: Mapping[str, Any]) -> list[Any]:
+    """One node type's widget default values in canvas order, as a fresh node's widgets_values
+    holds them (without the frontend's extra entries such as control_after_generate)."""
+    return [widget.default for widget in _widget_specs(info)]
+
+
 def _widget_specs(info: Mapping[str, Any]) -> list[_Widget]:
     """The node's widgets in canvas order: required then optional, each in input_order."""
     sections, order = info.get("input") or {}, info.get("input_order") or {}

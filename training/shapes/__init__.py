@@ -20,7 +20,7 @@ from __future__ import annotations
 from training.shapes.captions import caption, motion_caption
 from training.shapes.dataset import EVAL_FRACTION, Split, make_dataset, split_of
 from training.shapes.degrade import degrade
-from training.shapes.evaluate import Reading, accuracy, read_direction, read_scene, score
+from training.shapes.evaluate import Reading, accuracy, read_direction, read_scene, reading_accuracy, score
 from training.shapes.parse import PartialScene, parse_caption
 from training.shapes.render import edges, mask, placement, render, render_frames
 from training.shapes.scene import ATTRIBUTES, MotionScene, Scene, allowed_directions, sample_motion_scene, sample_scene
@@ -52,6 +52,7 @@ __all__ = [
     "placement",
     "read_direction",
     "read_scene",
+    "reading_accuracy",
     "render",
     "render_frames",
     "sample_motion_scene",

@@ -232,9 +232,13 @@ def score(image: np.ndarray, caption: str) -> dict[str, bool]:
 
 def accuracy(images: np.ndarray, scenes: list[Scene]) -> dict[str, float]:
     """Fraction of images whose reading matches the scene, per attribute."""
+    return reading_accuracy([read_scene(image) for image in images], scenes)
+
+
+def reading_accuracy(readings: list[Reading], scenes: list[Scene]) -> dict[str, float]:
+    """`accuracy` for images already read, so a caller that needs the readings too reads each image once."""
     hits = dict.fromkeys(ATTRIBUTES, 0)
-    for image, scene in zip(images, scenes, strict=True):
-        reading = read_scene(image)
+    for reading, scene in zip(readings, scenes, strict=True):
         for name in ATTRIBUTES:
             hits[name] += getattr(reading, name) == getattr(scene, name)
     return {name: count / max(len(scenes), 1) for name, count in hits.items()}
