@@ -47,6 +47,7 @@ from engine.types import (
     Socket,
     TextEncoder,
     Vae,
+    VelocityRefiner,
 )
 from engine.widgets import Boolean, Choice, Float, Input, Int, Lazy, Seed, String
 
@@ -54,7 +55,7 @@ __all__ = [
     "AnyValue", "Boolean", "Choice", "Conditioning", "ControlNet", "ExecutionBlocker", "Float",
     "Guider", "Image", "Input", "Int", "Latent", "Lazy", "Mask", "Model", "NodeContext",
     "NodeDeclarationError", "NodeOutput", "Noise", "Sampler", "Seed", "Sigmas", "Socket", "String",
-    "TextEncoder", "UnsafePathError", "Vae", "node",
+    "TextEncoder", "UnsafePathError", "Vae", "VelocityRefiner", "node",
 ]
 
 def node(

@@ -41,4 +41,6 @@ Sigmas = Annotated[torch.Tensor, Socket("SIGMAS")]
 Sampler = Annotated[Any, Socket("SAMPLER")]
 Noise = Annotated[Any, Socket("NOISE")]
 Guider = Annotated[Any, Socket("GUIDER")]
+# FlowTurbo's small velocity-refiner network (Flowmill's own type; ComfyUI has no such socket).
+VelocityRefiner = Annotated[Any, Socket("VELOCITY_REFINER")]
 AnyValue = Annotated[Any, Socket(ANY)]

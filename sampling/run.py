@@ -1,7 +1,7 @@
 """One sampling run: noise the latent to the first sigma, integrate, undo the flow scaling at the end.
 
 This is the part of ComfyUI's KSAMPLER.sample that is maths rather than model management, for
-flow (CONST) models. Nodes call it with a guided denoiser, a registered sampler and a schedule.
+flow (CONST) models. Nodes call it with a guided velocity model, a registered sampler and a schedule.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sampling.contract import SamplerFunction, StepCallback, VelocityModel
 from sampling.flow import noise_latent
-from sampling.samplers import Denoiser, SamplerFunction, StepCallback
 
 
 def sample(
-    denoiser: Denoiser,
+    model: VelocityModel,
     sampler: SamplerFunction,
     sigmas: Tensor,
     noise: Tensor,
@@ -32,7 +32,7 @@ def sample(
     if len(sigmas) <= 1:
         return latent
     x = noise_latent(latent, noise, sigmas[0])
-    x = sampler(denoiser, x, sigmas, callback=callback, generator=generator)
+    x = sampler(model, x, sigmas, callback=callback, generator=generator)
     last = float(sigmas[-1])
     if 0.0 < last < 1.0:
         x = x / (1.0 - last)

@@ -1,146 +1,108 @@
-"""ODE samplers over a sigma schedule, with k-diffusion's contract, and their read-only registry.
+"""The sampler registry: every sampler by name, what it can do, and the SAMPLER value nodes pass around.
 
-A sampler is a pure function `sample_<name>(denoiser, x, sigmas, *, callback, generator)`: the
-denoiser returns the x0 prediction for a batch at per-sample sigmas, and the sampler integrates
-dx/dsigma = (x - x0) / sigma from sigmas[0] down to sigmas[-1]. For a flow model wrapped by
-`sampling.guidance.flow_denoiser` that derivative is exactly the velocity, so the same functions
-serve flow and epsilon models. No state outlives a call; progress leaves only through `callback`.
+A `ConfiguredSampler` is a sampler name plus its options (FlowTurbo's block counts, ancestral
+eta); it has the shared signature, so code that runs it never needs to know which it is.
+Names follow ComfyUI's KSAMPLER_NAMES where ComfyUI has the sampler, so workflow files that name
+them load; Flowmill's own come after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
-
-class Denoiser(Protocol):
-    """`denoiser(x [B, ...], sigma [B]) -> x0 prediction [B, ...]` (k-diffusion's model contract)."""
-
-    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor: ...
+from sampling.ancestral import sample_euler_ancestral
+from sampling.contract import SamplerFunction, StepCallback, VelocityModel
+from sampling.flowturbo import sample_flowturbo
+from sampling.solvers import sample_dpmpp_2m, sample_euler, sample_heun, sample_rf_solver
 
 
 @dataclass(frozen=True)
-class StepInfo:
-    """What a sampler reports once per step: the state entering step `index` of `total`."""
+class SamplerSpec:
+    """A registered sampler.
 
-    index: int
-    total: int
-    x: Tensor
-    sigma: Tensor
-    sigma_next: Tensor
-    denoised: Tensor
-
-
-StepCallback = Callable[[StepInfo], None]
-
-
-class SamplerFunction(Protocol):
-    """The shared signature every registered sampler has."""
-
-    def __call__(
-        self,
-        denoiser: Denoiser,
-        x: Tensor,
-        sigmas: Tensor,
-        *,
-        callback: StepCallback | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor: ...
-
-
-def to_d(x: Tensor, sigma: Tensor, denoised: Tensor) -> Tensor:
-    """The ODE derivative dx/dsigma from an x0 prediction; for a flow model this is v = noise - x0."""
-    return (x - denoised) / sigma
-
-
-def _check_sigmas(sigmas: Tensor) -> None:
-    if sigmas.ndim != 1:
-        raise ValueError(f"sigmas must be a 1-D tensor, got shape {tuple(sigmas.shape)}")
-
-
-def _batch_sigma(sigma: Tensor, x: Tensor) -> Tensor:
-    """The scalar step sigma as the [B] tensor denoisers take."""
-    return sigma.expand(x.shape[0])
-
-
-def sample_euler(
-    denoiser: Denoiser,
-    x: Tensor,
-    sigmas: Tensor,
-    *,
-    callback: StepCallback | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Euler's method (Algorithm 2 of Karras et al. 2022 without churn): first order, one call per step.
-
-    `generator` is accepted for the shared signature; this sampler draws no randomness.
+    invertible: deterministic and valid on a rising schedule, so it can run data to noise.
+    calls_per_step: large-model calls per step in the common case (for the UI and benchmarks).
     """
-    _check_sigmas(sigmas)
-    sigmas = sigmas.to(x.device)
-    total = len(sigmas) - 1
-    for i in range(total):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = denoiser(x, _batch_sigma(sigma, x))
-        if callback is not None:
-            callback(StepInfo(i, total, x, sigma, sigma_next, denoised))
-        x = x + to_d(x, sigma, denoised) * (sigma_next - sigma)
-    return x
+
+    function: SamplerFunction
+    invertible: bool
+    calls_per_step: float
+    summary: str
 
 
-def sample_heun(
-    denoiser: Denoiser,
-    x: Tensor,
-    sigmas: Tensor,
-    *,
-    callback: StepCallback | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Heun's second-order method (Algorithm 1 of Karras et al. 2022): two calls per step.
-
-    The step into sigma = 0 is plain Euler, as in k-diffusion: the corrector would evaluate the
-    derivative at sigma 0, where (x - x0) / sigma is undefined. `generator` is unused.
-    """
-    _check_sigmas(sigmas)
-    sigmas = sigmas.to(x.device)
-    total = len(sigmas) - 1
-    for i in range(total):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = denoiser(x, _batch_sigma(sigma, x))
-        if callback is not None:
-            callback(StepInfo(i, total, x, sigma, sigma_next, denoised))
-        slope = to_d(x, sigma, denoised)
-        step = sigma_next - sigma
-        if sigma_next == 0:
-            x = x + slope * step
-            continue
-        # predictor: an Euler step; corrector: average the slopes at both ends (trapezoidal rule)
-        x_predicted = x + slope * step
-        slope_next = to_d(x_predicted, sigma_next, denoiser(x_predicted, _batch_sigma(sigma_next, x)))
-        x = x + (slope + slope_next) * (step / 2)
-    return x
-
-
-SAMPLERS: Mapping[str, SamplerFunction] = MappingProxyType(
+SAMPLERS: Mapping[str, SamplerSpec] = MappingProxyType(
     {
-        "euler": sample_euler,
-        "heun": sample_heun,
+        "euler": SamplerSpec(sample_euler, True, 1, "first order, 1 call per step"),
+        "euler_ancestral": SamplerSpec(
+            sample_euler_ancestral, False, 1, "stochastic Euler: fresh noise every step (options: eta, s_noise)"
+        ),
+        "heun": SamplerSpec(sample_heun, True, 2, "second order, 2 calls per step"),
+        "dpmpp_2m": SamplerSpec(sample_dpmpp_2m, False, 1, "second-order multistep, 1 call per step"),
+        "rf_solver": SamplerSpec(sample_rf_solver, True, 2, "RF-Solver-2: second order, 2 calls per step"),
+        "flowturbo": SamplerSpec(
+            sample_flowturbo, True, 1,
+            "FlowTurbo: Heun, then 1-call pseudo-corrector, then refiner steps (options: block counts, refiner)",
+        ),
     }
 )
 
 
 def sampler_names() -> list[str]:
-    """Registered sampler names, in ComfyUI's KSAMPLER_NAMES order."""
+    """Registered sampler names: ComfyUI's first, in its KSAMPLER_NAMES order, then Flowmill's."""
     return list(SAMPLERS)
 
 
-def get_sampler(name: str) -> SamplerFunction:
-    """The sampler called `name`; a ValueError lists the valid names."""
+def sampler_spec(name: str) -> SamplerSpec:
+    """The registered sampler called `name`; a ValueError lists the valid names."""
     try:
         return SAMPLERS[name]
     except KeyError:
         raise ValueError(f"unknown sampler {name!r}; valid samplers: {', '.join(SAMPLERS)}") from None
+
+
+@dataclass(frozen=True)
+class ConfiguredSampler:
+    """A SAMPLER: a registered sampler with its options, callable with the shared signature."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        sampler_spec(self.name)  # fail at construction on an unknown name
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    @property
+    def spec(self) -> SamplerSpec:
+        return sampler_spec(self.name)
+
+    def __call__(
+        self,
+        model: VelocityModel,
+        x: Tensor,
+        sigmas: Tensor,
+        *,
+        callback: StepCallback | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        return self.spec.function(model, x, sigmas, callback=callback, generator=generator, **self.options)
+
+
+def get_sampler(name: str, **options: Any) -> ConfiguredSampler:
+    """The sampler called `name` with `options`; a ValueError lists the valid names."""
+    return ConfiguredSampler(name, options)
+
+
+def inversion_refusal(sampler: ConfiguredSampler) -> str | None:
+    """Why `sampler` cannot run from data to noise, or None when it can."""
+    if not sampler.spec.invertible:
+        usable = ", ".join(name for name, spec in SAMPLERS.items() if spec.invertible)
+        return f"sampler {sampler.name!r} cannot invert (it is stochastic or denoise-only); use one of {usable}"
+    if sampler.options.get("refiner_steps", 0):
+        return "flowturbo's refiner steps are trained for denoising only; invert with refiner_steps 0"
+    return None

@@ -24,7 +24,7 @@ from modeling.diffusion_model import DiffusionModel
 from modeling.loading import load_checkpoint, read_model_settings
 from modeling.text_encoder import TextEncoder
 from modeling.vae import Vae
-from sampling.guidance import batched_cfg_denoiser, flow_denoiser
+from sampling.guidance import batched_cfg_velocity
 from sampling.noise import seeded_noise
 from sampling.run import sample
 from sampling.samplers import get_sampler
@@ -74,8 +74,7 @@ def generate(model: DiffusionModel, text_encoder: TextEncoder, vae: Vae, caption
         def paired(x: torch.Tensor, sigma: torch.Tensor, context=paired_context, pooled=paired_pooled) -> torch.Tensor:
             return model.velocity(x, sigma, context, pooled)
 
-        denoiser = batched_cfg_denoiser(flow_denoiser(paired), cfg)
-        latents = sample(denoiser, sampler, sigmas, noise, torch.zeros_like(noise))
+        latents = sample(batched_cfg_velocity(paired, cfg), sampler, sigmas, noise, torch.zeros_like(noise))
         pixels = vae.decode(latents)
         images.append(pixels.clamp(0, 1).mul(255).round().to(torch.uint8).numpy())
     return np.concatenate(images)

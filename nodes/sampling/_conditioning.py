@@ -1,4 +1,4 @@
-"""CONDITIONING checks and the denoiser of one conditioning list, for the sampler nodes.
+"""CONDITIONING checks and the velocity model of one conditioning list, for the sampler nodes.
 
 A CONDITIONING is ComfyUI's list of `[hidden [n, tokens, width], {"pooled_output": [n, P], ...}]`
 pairs. Each pair is checked once, when a sampler or guider node receives it, so a prompt
@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from sampling.guidance import batched_cfg_denoiser, cfg_denoiser, flow_denoiser
-from sampling.samplers import Denoiser
+from sampling.contract import VelocityModel
+from sampling.guidance import batched_cfg_velocity, cfg_velocity
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,9 @@ def _tile(tensor: torch.Tensor, batch: int, device: torch.device) -> torch.Tenso
     return tensor.to(device)
 
 
-def condition_denoiser(model: Any, conditions: tuple[TextCondition, ...], batch: int) -> Denoiser:
-    """The x0 denoiser of the model under these conditions; several entries average their predictions."""
-    denoisers = []
+def condition_velocity(model: Any, conditions: tuple[TextCondition, ...], batch: int) -> VelocityModel:
+    """The model's velocity under these conditions; several entries average their predictions."""
+    velocities = []
     for condition in conditions:
         context = _tile(condition.context, batch, model.device)
         pooled = _tile(condition.pooled, batch, model.device)
@@ -96,26 +96,26 @@ def condition_denoiser(model: Any, conditions: tuple[TextCondition, ...], batch:
                      pooled: torch.Tensor = pooled) -> torch.Tensor:
             return model.velocity(x, sigma, context, pooled)
 
-        denoisers.append(flow_denoiser(velocity))
-    if len(denoisers) == 1:
-        return denoisers[0]
+        velocities.append(velocity)
+    if len(velocities) == 1:
+        return velocities[0]
 
     # ComfyUI's combined full-image conditions weigh each prediction equally.
     def averaged(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.stack([denoiser(x, sigma) for denoiser in denoisers]).mean(dim=0)
+        return torch.stack([velocity(x, sigma) for velocity in velocities]).mean(dim=0)
 
     return averaged
 
 
-def guided_denoiser(model: Any, positive: tuple[TextCondition, ...], negative: tuple[TextCondition, ...] | None,
-                    batch: int, cfg: float) -> Denoiser:
-    """The CFG denoiser; one model call per step on a doubled batch when both sides are single prompts
+def guided_velocity(model: Any, positive: tuple[TextCondition, ...], negative: tuple[TextCondition, ...] | None,
+                    batch: int, cfg: float) -> VelocityModel:
+    """The CFG-guided velocity model; one model call per step on a doubled batch when both sides are single prompts
     of the same token length (the usual case), else separate calls."""
     if negative is None or math.isclose(cfg, 1.0):
-        return condition_denoiser(model, positive, batch)  # no unconditional model to evaluate
+        return condition_velocity(model, positive, batch)  # no unconditional model to evaluate
     if len(positive) == 1 and len(negative) == 1 and positive[0].context.shape[1:] == negative[0].context.shape[1:]:
         sides = (positive[0], negative[0])
         pair = TextCondition(torch.cat([_tile(side.context, batch, model.device) for side in sides]),
                              torch.cat([_tile(side.pooled, batch, model.device) for side in sides]))
-        return batched_cfg_denoiser(condition_denoiser(model, (pair,), 2 * batch), cfg)
-    return cfg_denoiser(condition_denoiser(model, positive, batch), condition_denoiser(model, negative, batch), cfg)
+        return batched_cfg_velocity(condition_velocity(model, (pair,), 2 * batch), cfg)
+    return cfg_velocity(condition_velocity(model, positive, batch), condition_velocity(model, negative, batch), cfg)

@@ -4,13 +4,14 @@
   the wrong channel count (EmptyLatentImage's 4 channels) is widened to the model's, since it
   carries no content (ComfyUI's fix_empty_latent_channels).
 - `Guider` (the GUIDER socket) holds a model, checked conditionings and a CFG scale, and builds
-  the CFG denoiser of sampling/guidance.py for a batch.
+  the CFG-guided velocity model of sampling/guidance.py for a batch.
 - `SeededNoise` (the NOISE socket) draws the initial noise on the CPU from its seed, so a seed
   gives the same image on any device.
 - `run_sampling` moves everything to the model's device, runs sampling/run.py's `sample`, and
-  reports each step through `ctx.progress`, with a latent preview when one is due (at most 20 a
-  second, and always on the last step); `ctx.progress` raises when the prompt is interrupted,
-  which ends sampling between two steps.
+  reports each step through `ProgressReport`: `ctx.progress` with a latent preview when one is
+  due (at most 20 a second, and always on the last step); `ctx.progress` raises when the prompt
+  is interrupted, which ends sampling between two steps. Stochastic samplers draw their noise
+  from a CPU generator seeded with the job's seed, so a seed gives the same image everywhere.
 This module declares no nodes.
 """
 
@@ -25,11 +26,11 @@ import torch
 from engine.node_api import NodeContext
 from modeling.diffusion_model import DiffusionModel
 from nodes.latent._latents import require_latent
-from nodes.sampling._conditioning import TextCondition, guided_denoiser
+from nodes.sampling._conditioning import TextCondition, guided_velocity
 from nodes.sampling._preview import PreviewPacer, preview_image, preview_projection
+from sampling.contract import SamplerFunction, StepInfo, VelocityModel
 from sampling.noise import seeded_noise
 from sampling.run import sample
-from sampling.samplers import Denoiser, SamplerFunction, StepInfo
 
 
 def require_model(node: str, name: str, model: Any) -> DiffusionModel:
@@ -70,8 +71,8 @@ class Guider:
     negative: tuple[TextCondition, ...] | None
     cfg: float
 
-    def denoiser(self, batch: int) -> Denoiser:
-        return guided_denoiser(self.model, self.positive, self.negative, batch, self.cfg)
+    def velocity_model(self, batch: int) -> VelocityModel:
+        return guided_velocity(self.model, self.positive, self.negative, batch, self.cfg)
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,34 @@ class SeededNoise:
         return seeded_noise(self.seed, tuple(samples.shape), batch_index=latent.get("batch_index"))
 
 
+class ProgressReport:
+    """A sampler callback that reports each step to the UI and keeps the latest x0 prediction."""
+
+    def __init__(self, ctx: NodeContext, model: DiffusionModel) -> None:
+        self.ctx, self.projection, self.pacer = ctx, preview_projection(model), PreviewPacer()
+        self.last_denoised: torch.Tensor | None = None
+
+    def __call__(self, step: StepInfo) -> None:
+        self.last_denoised = step.denoised
+        done = step.index + 1
+        preview = preview_image(self.projection, step.denoised) if self.pacer.due(done, step.total) else None
+        self.ctx.progress(done, step.total, preview)
+
+
+# Offset from the seed of the initial noise: a generator with the same seed would make the first
+# fresh noise of an ancestral step a copy of the initial noise (as ComfyUI's does on the CPU).
+SAMPLER_SEED_OFFSET = 1
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """The CPU generator stochastic samplers draw from; CPU, so a seed means the same on every device."""
+    return torch.Generator("cpu").manual_seed((seed + SAMPLER_SEED_OFFSET) % 2**64)
+
+
 @dataclass(frozen=True)
 class SamplingJob:
-    """One sampling run: who asks (for errors), how to denoise, and from where."""
+    """One sampling run: who asks (for errors), how to denoise, from where, and the seed for a
+    stochastic sampler's fresh noise."""
 
     node: str
     guider: Guider
@@ -95,6 +121,7 @@ class SamplingJob:
     sigmas: torch.Tensor
     noise: torch.Tensor
     latent: dict[str, Any]
+    seed: int = 0
 
 
 def run_sampling(ctx: NodeContext, job: SamplingJob) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -105,23 +132,19 @@ def run_sampling(ctx: NodeContext, job: SamplingJob) -> tuple[dict[str, Any], di
         raise ValueError(
             f"{job.node}: noise has shape {tuple(job.noise.shape)} but latent_image has {tuple(samples.shape)}"
         )
-    denoiser = job.guider.denoiser(samples.shape[0])
-    projection, pacer = preview_projection(model), PreviewPacer()
-    last_denoised: list[torch.Tensor] = []  # the x0 prediction of the latest step
-
-    def report(step: StepInfo) -> None:
-        last_denoised[:] = [step.denoised]
-        done = step.index + 1
-        preview = preview_image(projection, step.denoised) if pacer.due(done, step.total) else None
-        ctx.progress(done, step.total, preview)
-
+    velocity = job.guider.velocity_model(samples.shape[0])
+    progress = ProgressReport(ctx, model)
     device = model.device
-    result = sample(
-        denoiser, job.sampler, job.sigmas.to(device, torch.float32), job.noise.to(device, torch.float32),
-        samples.to(device), callback=report,
-    )
+    try:
+        result = sample(
+            velocity, job.sampler, job.sigmas.to(device, torch.float32), job.noise.to(device, torch.float32),
+            samples.to(device), callback=progress, generator=seeded_generator(job.seed),
+        )
+    except ValueError as error:  # a sampler refusing its options or schedule: name the node
+        raise ValueError(f"{job.node}: {error}") from error
     output = dict(job.latent)
     output["samples"] = result.to("cpu", torch.float32)
     denoised = dict(job.latent)
-    denoised["samples"] = last_denoised[0].to("cpu", torch.float32) if last_denoised else output["samples"]
+    last = progress.last_denoised
+    denoised["samples"] = last.to("cpu", torch.float32) if last is not None else output["samples"]
     return output, denoised

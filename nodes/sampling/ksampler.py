@@ -50,6 +50,7 @@ def ksampler(
         sigmas=compute_sigmas(checked.sampling, scheduler, steps, denoise),
         noise=SeededNoise(seed).generate_noise(latent),
         latent=latent,
+        seed=seed,
     )
     output, _ = run_sampling(ctx, job)
     return output

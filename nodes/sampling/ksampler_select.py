@@ -1,4 +1,4 @@
-"""KSamplerSelect: a SAMPLER chosen by name from sampling/samplers.py's registry."""
+"""KSamplerSelect: a SAMPLER chosen by name from sampling/samplers.py's registry, with default options."""
 
 from __future__ import annotations
 
@@ -12,5 +12,5 @@ from sampling.samplers import get_sampler, sampler_names
 def ksampler_select(
     sampler_name: Annotated[str, Choice(options=tuple(sampler_names()), tooltip="The sampling algorithm.")],
 ) -> Sampler:
-    """Pick a sampling algorithm for SamplerCustomAdvanced."""
+    """Pick a sampling algorithm for SamplerCustomAdvanced; the Sampler* nodes set its options."""
     return get_sampler(sampler_name)

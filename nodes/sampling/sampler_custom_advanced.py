@@ -42,6 +42,8 @@ def sampler_custom_advanced(
     """Denoise a latent; also returns the model's last clean-image prediction as denoised_output."""
     _check_sockets(noise, guider, sampler, sigmas)
     latent = prepare_latent(_NODE, "latent_image", latent_image, guider.model)
-    job = SamplingJob(_NODE, guider, sampler, sigmas, noise.generate_noise(latent), latent)
+    # ComfyUI seeds a stochastic sampler's fresh noise with the NOISE input's seed.
+    seed = getattr(noise, "seed", 0)
+    job = SamplingJob(_NODE, guider, sampler, sigmas, noise.generate_noise(latent), latent, seed=seed)
     output, denoised = run_sampling(ctx, job)
     return SampledLatents(output, denoised)

@@ -90,3 +90,22 @@ def nodes(registry: NodeRegistry, folders: Folders) -> Nodes:
 @pytest.fixture
 def pipeline(registry: NodeRegistry, folders: Folders) -> Pipeline:
     return Pipeline(registry, folders)
+
+
+@dataclass
+class Loaded:
+    model: Any
+    positive: list
+    negative: list
+
+
+@pytest.fixture
+def loaded(nodes: Nodes) -> Loaded:
+    model, clip, _ = nodes.run("CheckpointLoaderSimple", ckpt_name=FOLDER_CHECKPOINT)
+    positive = nodes.one("CLIPTextEncode", text="a red circle on a blue background", clip=clip)
+    negative = nodes.one("CLIPTextEncode", text="", clip=clip)
+    return Loaded(model, positive, negative)
+
+
+def empty(nodes: Nodes, batch: int = 1, node: str = "EmptySD3LatentImage") -> dict:
+    return nodes.one(node, width=64, height=48, batch_size=batch)

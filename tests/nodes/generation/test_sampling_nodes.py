@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,28 +15,9 @@ from nodes.sampling._preview import PreviewPacer
 from sampling.flow import FlowSampling
 from sampling.noise import seeded_noise
 from sampling.schedules import compute_sigmas
-from tests.nodes.generation.conftest import FOLDER_CHECKPOINT, UNET, Nodes
+from tests.nodes.generation.conftest import FOLDER_CHECKPOINT, UNET, Loaded, Nodes, empty
 
 STEPS = 3
-
-
-@dataclass
-class Loaded:
-    model: Any
-    positive: list
-    negative: list
-
-
-@pytest.fixture
-def loaded(nodes: Nodes) -> Loaded:
-    model, clip, _ = nodes.run("CheckpointLoaderSimple", ckpt_name=FOLDER_CHECKPOINT)
-    positive = nodes.one("CLIPTextEncode", text="a red circle on a blue background", clip=clip)
-    negative = nodes.one("CLIPTextEncode", text="", clip=clip)
-    return Loaded(model, positive, negative)
-
-
-def empty(nodes: Nodes, batch: int = 1, node: str = "EmptySD3LatentImage") -> dict:
-    return nodes.one(node, width=64, height=48, batch_size=batch)
 
 
 def ksampler(nodes: Nodes, loaded: Loaded, latent: dict, **overrides: Any) -> dict:

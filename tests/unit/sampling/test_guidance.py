@@ -1,4 +1,4 @@
-"""sampling/guidance.py: velocity -> x0 conversion and classifier-free guidance."""
+"""sampling/guidance.py: classifier-free guidance over velocity models."""
 
 from __future__ import annotations
 
@@ -6,29 +6,34 @@ import pytest
 import torch
 from torch import Tensor
 
-from sampling.guidance import batched_cfg_denoiser, cfg_denoiser, flow_denoiser
-from sampling.samplers import sample_euler
+from sampling.contract import denoised_from
+from sampling.guidance import batched_cfg_velocity, cfg_velocity
+from sampling.solvers import sample_euler
 from tests.fixtures.gmm_flow import GaussianMixtureFlow
 
 
-def test_flow_denoiser_matches_the_exact_posterior_mean() -> None:
+def test_the_x0_prediction_of_a_velocity_is_the_exact_posterior_mean() -> None:
     flow = GaussianMixtureFlow.two_modes()
     x = torch.randn(7, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     sigma = torch.linspace(0.1, 0.9, 7, dtype=torch.float64)
     # x0 = x - sigma v must equal E[x0 | x_t] computed independently by the fixture
-    assert torch.allclose(flow_denoiser(flow.velocity)(x, sigma), flow.denoised(x, sigma), atol=1e-12)
+    denoised = denoised_from(x, sigma[:, None], flow.velocity(x, sigma))
+    assert torch.allclose(denoised, flow.denoised(x, sigma), atol=1e-12)
 
 
-def test_flow_denoiser_broadcasts_sigma_over_image_dims() -> None:
-    x = torch.ones(2, 3, 4, 4)
-    velocity = torch.full_like(x, 2.0)
-    denoised = flow_denoiser(lambda _x, _s: velocity)(x, torch.tensor([0.25, 0.5]))
-    assert torch.allclose(denoised[0], torch.full((3, 4, 4), 0.5))
-    assert torch.allclose(denoised[1], torch.zeros(3, 4, 4))
+def test_guiding_velocities_guides_the_x0_predictions_the_same_way() -> None:
+    # ComfyUI applies CFG to x0 predictions; the rule is affine, so guiding v gives the same x0.
+    mixture = GaussianMixtureFlow.two_modes()
+    right = GaussianMixtureFlow.create(means=[[2.0, 1.0]], stds=[0.3], weights=[1.0])
+    x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    sigma = torch.full((5,), 0.6, dtype=torch.float64)
+    guided_x0 = denoised_from(x, 0.6, cfg_velocity(right.velocity, mixture.velocity, 3.0)(x, sigma))
+    x0_cond, x0_uncond = right.denoised(x, sigma), mixture.denoised(x, sigma)
+    torch.testing.assert_close(guided_x0, x0_uncond + 3.0 * (x0_cond - x0_uncond))
 
 
 class Counter:
-    """A constant denoiser that counts its calls."""
+    """A constant velocity model that counts its calls."""
 
     def __init__(self, value: float) -> None:
         self.value = value
@@ -41,21 +46,21 @@ class Counter:
 
 def test_scale_one_never_evaluates_the_unconditional_model() -> None:
     cond, uncond = Counter(1.0), Counter(-1.0)
-    sample_euler(cfg_denoiser(cond, uncond, 1.0), torch.ones(2, 3), torch.linspace(1, 0, 6))
+    sample_euler(cfg_velocity(cond, uncond, 1.0), torch.ones(2, 3), torch.linspace(1, 0, 6))
     assert cond.calls == 5
     assert uncond.calls == 0
 
 
 def test_missing_unconditional_model_means_plain_conditional() -> None:
     cond = Counter(1.0)
-    guided = cfg_denoiser(cond, None, 4.0)
+    guided = cfg_velocity(cond, None, 4.0)
     assert torch.equal(guided(torch.zeros(1, 2), torch.ones(1)), torch.ones(1, 2))
     assert cond.calls == 1
 
 
 def test_guidance_extrapolates_from_uncond_towards_cond() -> None:
     cond, uncond = Counter(1.0), Counter(-1.0)
-    guided = cfg_denoiser(cond, uncond, 3.5)
+    guided = cfg_velocity(cond, uncond, 3.5)
     out = guided(torch.zeros(2, 2), torch.ones(2))
     assert torch.allclose(out, torch.full((2, 2), -1.0 + 3.5 * 2.0))
     assert (cond.calls, uncond.calls) == (1, 1)
@@ -71,7 +76,7 @@ def test_guidance_on_the_mixture_pushes_samples_into_the_conditioned_mode() -> N
     sigmas = torch.linspace(1, 0, 25, dtype=torch.float64)
 
     def right_fraction(scale: float) -> float:
-        guided = cfg_denoiser(flow_denoiser(right.velocity), flow_denoiser(mixture.velocity), scale)
+        guided = cfg_velocity(right.velocity, mixture.velocity, scale)
         with torch.inference_mode():
             return (mixture.nearest_mode(sample_euler(guided, noise, sigmas)) == 1).double().mean().item()
 
@@ -95,6 +100,6 @@ def test_batched_guidance_equals_two_separate_calls_in_one_call() -> None:
         return x * sigma[:, None] + offsets[1]
 
     x, sigma = torch.randn(3, 4), torch.full((3,), 0.7)
-    batched = batched_cfg_denoiser(paired, 4.0)(x, sigma)
-    torch.testing.assert_close(batched, cfg_denoiser(cond, uncond, 4.0)(x, sigma))
+    batched = batched_cfg_velocity(paired, 4.0)(x, sigma)
+    torch.testing.assert_close(batched, cfg_velocity(cond, uncond, 4.0)(x, sigma))
     assert calls == [6]

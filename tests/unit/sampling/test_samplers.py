@@ -1,17 +1,18 @@
-"""sampling/samplers.py on the analytic Gaussian-mixture flow: convergence order, distribution, contract."""
+"""Euler and Heun on the analytic Gaussian-mixture flow: convergence order, distribution, contract; the registry."""
 
 from __future__ import annotations
 
-import math
 from itertools import pairwise
 
 import pytest
 import torch
 from torch import Tensor
 
-from sampling.guidance import flow_denoiser
-from sampling.samplers import SAMPLERS, StepInfo, get_sampler, sample_euler, sample_heun, sampler_names
+from sampling.contract import StepInfo
+from sampling.samplers import SAMPLERS, ConfiguredSampler, get_sampler, sampler_names, sampler_spec
+from sampling.solvers import sample_euler, sample_heun
 from tests.fixtures.gmm_flow import GaussianMixtureFlow
+from tests.unit.sampling.oracle import fitted_order, median_distance, uniform_sigmas
 
 STEP_COUNTS = [8, 16, 32, 64]
 
@@ -33,44 +34,23 @@ def reference(flow: GaussianMixtureFlow, start_noise: Tensor) -> Tensor:
         return flow.integrate_rk4(start_noise, steps=200)
 
 
-def uniform_sigmas(steps: int) -> Tensor:
-    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
-
-
 def global_errors(sampler, flow: GaussianMixtureFlow, noise: Tensor, reference: Tensor) -> list[float]:
-    """Median distance to the reference endpoint for each step count.
-
-    The median, because a few trajectories start near the ridge between the modes, where a step
-    size change can send them to the other mode; those flips do not shrink with h and would
-    swamp the mean.
-    """
-    denoiser = flow_denoiser(flow.velocity)
-    errors = []
+    """Median distance to the reference endpoint for each step count."""
     with torch.inference_mode():
-        for steps in STEP_COUNTS:
-            out = sampler(denoiser, noise, uniform_sigmas(steps))
-            errors.append((out - reference).norm(dim=1).median().item())
-    return errors
-
-
-def fitted_order(errors: list[float]) -> float:
-    """Least-squares slope of log(error) against log(h), h = 1 / steps."""
-    log_h = torch.tensor([math.log(1.0 / n) for n in STEP_COUNTS], dtype=torch.float64)
-    log_e = torch.tensor([math.log(e) for e in errors], dtype=torch.float64)
-    centred = log_h - log_h.mean()
-    return float((centred * (log_e - log_e.mean())).sum() / (centred**2).sum())
+        return [median_distance(sampler(flow.velocity, noise, uniform_sigmas(steps)), reference)
+                for steps in STEP_COUNTS]
 
 
 def test_euler_is_first_order(flow: GaussianMixtureFlow, start_noise: Tensor, reference: Tensor) -> None:
     errors = global_errors(sample_euler, flow, start_noise, reference)
     assert all(later < earlier for earlier, later in pairwise(errors)), errors
-    assert 0.85 < fitted_order(errors) < 1.15, errors
+    assert 0.85 < fitted_order(STEP_COUNTS, errors) < 1.15, errors
 
 
 def test_heun_is_second_order(flow: GaussianMixtureFlow, start_noise: Tensor, reference: Tensor) -> None:
     errors = global_errors(sample_heun, flow, start_noise, reference)
     assert all(later < earlier for earlier, later in pairwise(errors)), errors
-    assert 1.8 < fitted_order(errors) < 2.3, errors
+    assert 1.8 < fitted_order(STEP_COUNTS, errors) < 2.3, errors
 
 
 def test_heun_beats_euler_at_equal_model_calls(
@@ -88,7 +68,7 @@ def test_heun_beats_euler_at_equal_model_calls(
 def test_sampling_lands_on_the_mixture(name: str, flow: GaussianMixtureFlow) -> None:
     noise = torch.randn(4000, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.inference_mode():
-        out = SAMPLERS[name](flow_denoiser(flow.velocity), noise, uniform_sigmas(48))
+        out = get_sampler(name)(flow.velocity, noise, uniform_sigmas(48))
     modes = flow.nearest_mode(out)
     right = (modes == 1).double().mean().item()
     assert right == pytest.approx(0.7, abs=0.03)  # 4 standard errors of a 4000-sample fraction
@@ -105,16 +85,16 @@ def test_a_point_mass_is_reached_exactly(name: str) -> None:
     flow = GaussianMixtureFlow.create(means=[[1.5, -0.5]], stds=[0.0], weights=[1.0])
     noise = torch.randn(5, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     for sigmas in ([1.0, 0.0], [1.0, 0.5, 0.2, 0.0]):
-        out = SAMPLERS[name](flow_denoiser(flow.velocity), noise, torch.tensor(sigmas, dtype=torch.float64))
+        out = get_sampler(name)(flow.velocity, noise, torch.tensor(sigmas, dtype=torch.float64))
         assert torch.allclose(out, flow.means[0].expand(5, 2), atol=1e-12), sigmas
 
 
-def counting(denoiser):
+def counting(model):
     calls: list[Tensor] = []
 
     def wrapped(x: Tensor, sigma: Tensor) -> Tensor:
         calls.append(sigma.clone())
-        return denoiser(x, sigma)
+        return model(x, sigma)
 
     return wrapped, calls
 
@@ -122,10 +102,10 @@ def counting(denoiser):
 def test_model_calls_and_sigma_shape(flow: GaussianMixtureFlow) -> None:
     noise = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     sigmas = torch.tensor([1.0, 0.6, 0.3, 0.0], dtype=torch.float64)
-    euler, euler_calls = counting(flow_denoiser(flow.velocity))
+    euler, euler_calls = counting(flow.velocity)
     sample_euler(euler, noise, sigmas)
     assert [c.tolist() for c in euler_calls] == [[1.0] * 3, [0.6] * 3, [0.3] * 3]
-    heun, heun_calls = counting(flow_denoiser(flow.velocity))
+    heun, heun_calls = counting(flow.velocity)
     sample_heun(heun, noise, sigmas)
     # predictor and corrector on the first two steps; the step into 0 is Euler's single call
     assert [c[0].item() for c in heun_calls] == [1.0, 0.6, 0.6, 0.3, 0.3]
@@ -133,9 +113,8 @@ def test_model_calls_and_sigma_shape(flow: GaussianMixtureFlow) -> None:
 
 def test_heuns_last_step_to_zero_is_an_euler_step(flow: GaussianMixtureFlow) -> None:
     noise = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
-    denoiser = flow_denoiser(flow.velocity)
     one_step = torch.tensor([0.4, 0.0], dtype=torch.float64)
-    assert torch.equal(sample_heun(denoiser, noise, one_step), sample_euler(denoiser, noise, one_step))
+    assert torch.equal(sample_heun(flow.velocity, noise, one_step), sample_euler(flow.velocity, noise, one_step))
 
 
 @pytest.mark.parametrize("name", ["euler", "heun"])
@@ -143,7 +122,7 @@ def test_callback_reports_each_step_once(name: str, flow: GaussianMixtureFlow) -
     noise = torch.randn(2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     sigmas = uniform_sigmas(5)
     seen: list[StepInfo] = []
-    SAMPLERS[name](flow_denoiser(flow.velocity), noise, sigmas, callback=seen.append)
+    get_sampler(name)(flow.velocity, noise, sigmas, callback=seen.append)
     assert [info.index for info in seen] == list(range(5))
     assert all(info.total == 5 for info in seen)
     assert [info.sigma.item() for info in seen] == pytest.approx(sigmas[:-1].tolist())
@@ -157,8 +136,8 @@ def test_samplers_are_pure(name: str, flow: GaussianMixtureFlow) -> None:
     noise = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     before = noise.clone()
     sigmas = uniform_sigmas(6)
-    first = SAMPLERS[name](flow_denoiser(flow.velocity), noise, sigmas)
-    second = SAMPLERS[name](flow_denoiser(flow.velocity), noise, sigmas)
+    first = get_sampler(name)(flow.velocity, noise, sigmas)
+    second = get_sampler(name)(flow.velocity, noise, sigmas)
     assert torch.equal(noise, before)
     assert torch.equal(first, second)
 
@@ -166,16 +145,31 @@ def test_samplers_are_pure(name: str, flow: GaussianMixtureFlow) -> None:
 @pytest.mark.parametrize("name", ["euler", "heun"])
 def test_no_steps_returns_the_input(name: str, flow: GaussianMixtureFlow) -> None:
     noise = torch.randn(4, 2, dtype=torch.float64)
-    assert torch.equal(SAMPLERS[name](flow_denoiser(flow.velocity), noise, torch.tensor([0.5])), noise)
+    assert torch.equal(get_sampler(name)(flow.velocity, noise, torch.tensor([0.5])), noise)
     with pytest.raises(ValueError, match="1-D"):
-        SAMPLERS[name](flow_denoiser(flow.velocity), noise, torch.ones(2, 2))
+        get_sampler(name)(flow.velocity, noise, torch.ones(2, 2))
 
 
 def test_registry() -> None:
-    assert sampler_names() == ["euler", "heun"]
-    assert get_sampler("heun") is sample_heun
+    assert sampler_names() == ["euler", "euler_ancestral", "heun", "dpmpp_2m", "rf_solver", "flowturbo"]
+    assert sampler_spec("heun").function is sample_heun
+    assert [name for name in SAMPLERS if SAMPLERS[name].invertible] == ["euler", "heun", "rf_solver", "flowturbo"]
     with pytest.raises(TypeError):
-        SAMPLERS["mine"] = sample_euler  # type: ignore[index]
+        SAMPLERS["mine"] = SAMPLERS["euler"]  # type: ignore[index]
     with pytest.raises(ValueError) as caught:
         get_sampler("eular")
     assert "'eular'" in str(caught.value) and "euler" in str(caught.value) and "heun" in str(caught.value)
+
+
+def test_a_configured_sampler_passes_its_options(flow: GaussianMixtureFlow) -> None:
+    noise = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    sigmas = uniform_sigmas(6)
+    configured = get_sampler("flowturbo", heun_steps=2, pseudo_steps=4)
+    assert isinstance(configured, ConfiguredSampler)
+    assert dict(configured.options) == {"heun_steps": 2, "pseudo_steps": 4}
+    direct = sampler_spec("flowturbo").function(flow.velocity, noise, sigmas, heun_steps=2, pseudo_steps=4)
+    assert torch.equal(configured(flow.velocity, noise, sigmas), direct)
+    with pytest.raises(TypeError):
+        configured.options["heun_steps"] = 3  # type: ignore[index]
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        get_sampler("euler", eta=0.5)(flow.velocity, noise, sigmas)
