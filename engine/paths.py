@@ -29,6 +29,7 @@ MODEL_FOLDERS = (
     "clip_vision",
     "style_models",
     "vae_approx",
+    "velocity_refiners",  # Flowmill's own: FlowTurbo velocity refiners (modeling/velocity_refiner.py)
 )
 LEGACY_MODEL_FOLDERS = {"unet": "diffusion_models", "clip": "text_encoders"}
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})

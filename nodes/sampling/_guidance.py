@@ -124,6 +124,18 @@ class SamplingJob:
     seed: int = 0
 
 
+def _check_refiner(job: SamplingJob) -> None:
+    """A FlowTurbo velocity refiner must work on the model's latents; a mismatch would fail deep in a conv."""
+    options = getattr(job.sampler, "options", {})
+    refiner = options.get("refiner") if isinstance(options, Mapping) else None
+    channels = getattr(refiner, "latent_channels", None)
+    if channels is not None and channels != job.guider.model.latent_channels:
+        raise ValueError(
+            f"{job.node}: the sampler's velocity refiner {getattr(refiner, 'name', '')!r} works on {channels}-channel "
+            f"latents but the model's have {job.guider.model.latent_channels}; load the refiner trained for this model"
+        )
+
+
 def run_sampling(ctx: NodeContext, job: SamplingJob) -> tuple[dict[str, Any], dict[str, Any]]:
     """Sample; return (output, denoised_output) LATENTs on the CPU, each a copy of job.latent."""
     model = job.guider.model
@@ -132,6 +144,7 @@ def run_sampling(ctx: NodeContext, job: SamplingJob) -> tuple[dict[str, Any], di
         raise ValueError(
             f"{job.node}: noise has shape {tuple(job.noise.shape)} but latent_image has {tuple(samples.shape)}"
         )
+    _check_refiner(job)
     velocity = job.guider.velocity_model(samples.shape[0])
     progress = ProgressReport(ctx, model)
     device = model.device

@@ -227,6 +227,11 @@ class Execution {
     });
     on("executed", (detail) => {
       const key = topLevelId(detail.display_node ?? detail.node);
+      // Notes a node sends about its run (e.g. SamplerFlowTurbo without a refiner) become toasts.
+      const notes = detail.output?.text;
+      if (Array.isArray(notes)) {
+        for (const note of notes) if (typeof note === "string") this.app.ui.toast(note, "info");
+      }
       const images = detail.output?.images;
       if (key == null || !Array.isArray(images)) return;
       const urls = images.filter((image) => image && typeof image.filename === "string")

@@ -10,6 +10,7 @@ import torch
 from PIL import Image as PILImage
 
 from engine.spec import NodeOutput
+from modeling.velocity_refiner import RefinerConfig, VelocityRefinerNet, save_refiner
 from sampling.samplers import sampler_names
 from tests.nodes.generation.conftest import Loaded, Nodes, empty
 from tests.nodes.generation.test_sampling_nodes import ksampler
@@ -120,3 +121,33 @@ def test_boss_pair_builds_a_schedule_from_one_cost_matrix(nodes: Nodes, loaded: 
         nodes.one("BOSSScheduler", cost=cost, steps=21)
     with pytest.raises(ValueError, match="BOSSScheduler: cost must be a BOSS_COST"):
         nodes.one("BOSSScheduler", cost=torch.zeros(3), steps=2)
+
+
+def write_refiner(nodes: Nodes, name: str, channels: int, seed: int) -> str:
+    """A small random velocity refiner file in the test models folder (output layer not zero)."""
+    torch.manual_seed(seed)
+    net = VelocityRefinerNet(RefinerConfig(latent_channels=channels, hidden_size=32, heads=4))
+    for parameter in net.parameters():
+        torch.nn.init.normal_(parameter, std=0.02)
+    save_refiner(nodes.ctx.folders.models_dir / "velocity_refiners" / name, net, {})
+    return name
+
+
+def test_flowturbo_runs_its_refiner_steps_with_a_loaded_refiner(nodes: Nodes, loaded: Loaded) -> None:
+    refiner = nodes.one("VelocityRefinerLoader", refiner_name=write_refiner(nodes, "tiny-refiner.safetensors", 16, 0))
+    sigmas = schedule(nodes, loaded, 9)
+    with_refiner = nodes.one("SamplerFlowTurbo", heun_steps=1, pseudo_steps=5, refiner_steps=3, refiner=refiner)
+    nodes.reports.calls.clear()
+    refined = custom_run(nodes, loaded, empty(nodes), with_refiner, sigmas)["samples"]
+    assert [value for value, _, _ in nodes.reports.calls] == list(range(1, 10))  # refiner steps report too
+    zero = nodes.one("SamplerFlowTurbo", heun_steps=1, pseudo_steps=8, refiner_steps=0)
+    assert torch.isfinite(refined).all()
+    assert not torch.allclose(refined, custom_run(nodes, loaded, empty(nodes), zero, sigmas)["samples"])
+
+
+def test_a_refiner_for_other_latents_is_refused_by_name(nodes: Nodes, loaded: Loaded) -> None:
+    refiner = nodes.one("VelocityRefinerLoader", refiner_name=write_refiner(nodes, "four-channel.safetensors", 4, 1))
+    sampler = nodes.one("SamplerFlowTurbo", heun_steps=1, pseudo_steps=5, refiner_steps=3, refiner=refiner)
+    with pytest.raises(ValueError, match=r"^SamplerCustomAdvanced: .*'four-channel.safetensors' works on 4-channel "
+                                         r"latents but the model's have 16"):
+        custom_run(nodes, loaded, empty(nodes), sampler, schedule(nodes, loaded, 9))
