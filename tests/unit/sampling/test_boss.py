@@ -16,11 +16,6 @@ from tests.unit.sampling.oracle import CallCounter, uniform_sigmas
 
 
 @pytest.fixture(scope="module")
-def flow() -> GaussianMixtureFlow:
-    return GaussianMixtureFlow.two_modes()
-
-
-@pytest.fixture(scope="module")
 def matrix(flow: GaussianMixtureFlow) -> EulerCostMatrix:
     noise = torch.randn(256, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     return euler_cost_matrix(flow.velocity, noise, uniform_grid(100))

@@ -46,11 +46,6 @@ def refiner_batch(flow: GaussianMixtureFlow, size: int, generator: torch.Generat
 
 
 @pytest.fixture(scope="module")
-def flow() -> GaussianMixtureFlow:
-    return GaussianMixtureFlow.two_modes()
-
-
-@pytest.fixture(scope="module")
 def refiner(flow: GaussianMixtureFlow) -> MlpRefiner:
     torch.manual_seed(0)
     net = MlpRefiner()

@@ -18,11 +18,6 @@ STEP_COUNTS = [8, 16, 32, 64]
 
 
 @pytest.fixture(scope="module")
-def flow() -> GaussianMixtureFlow:
-    return GaussianMixtureFlow.two_modes()
-
-
-@pytest.fixture(scope="module")
 def data(flow: GaussianMixtureFlow) -> Tensor:
     return flow.sample_data(256, torch.Generator().manual_seed(0))
 

@@ -17,23 +17,6 @@ from tests.unit.sampling.oracle import fitted_order, median_distance, uniform_si
 STEP_COUNTS = [8, 16, 32, 64]
 
 
-@pytest.fixture(scope="module")
-def flow() -> GaussianMixtureFlow:
-    return GaussianMixtureFlow.two_modes()
-
-
-@pytest.fixture(scope="module")
-def start_noise() -> Tensor:
-    return torch.randn(256, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-
-
-@pytest.fixture(scope="module")
-def reference(flow: GaussianMixtureFlow, start_noise: Tensor) -> Tensor:
-    # RK4 at 200 steps agrees with 400 steps to ~3e-9, far below the smallest sampler error measured.
-    with torch.inference_mode():
-        return flow.integrate_rk4(start_noise, steps=200)
-
-
 def global_errors(sampler, flow: GaussianMixtureFlow, noise: Tensor, reference: Tensor) -> list[float]:
     """Median distance to the reference endpoint for each step count."""
     with torch.inference_mode():
@@ -41,24 +24,24 @@ def global_errors(sampler, flow: GaussianMixtureFlow, noise: Tensor, reference: 
                 for steps in STEP_COUNTS]
 
 
-def test_euler_is_first_order(flow: GaussianMixtureFlow, start_noise: Tensor, reference: Tensor) -> None:
-    errors = global_errors(sample_euler, flow, start_noise, reference)
+def test_euler_is_first_order(flow: GaussianMixtureFlow, noise: Tensor, reference: Tensor) -> None:
+    errors = global_errors(sample_euler, flow, noise, reference)
     assert all(later < earlier for earlier, later in pairwise(errors)), errors
     assert 0.85 < fitted_order(STEP_COUNTS, errors) < 1.15, errors
 
 
-def test_heun_is_second_order(flow: GaussianMixtureFlow, start_noise: Tensor, reference: Tensor) -> None:
-    errors = global_errors(sample_heun, flow, start_noise, reference)
+def test_heun_is_second_order(flow: GaussianMixtureFlow, noise: Tensor, reference: Tensor) -> None:
+    errors = global_errors(sample_heun, flow, noise, reference)
     assert all(later < earlier for earlier, later in pairwise(errors)), errors
     assert 1.8 < fitted_order(STEP_COUNTS, errors) < 2.3, errors
 
 
 def test_heun_beats_euler_at_equal_model_calls(
-    flow: GaussianMixtureFlow, start_noise: Tensor, reference: Tensor
+    flow: GaussianMixtureFlow, noise: Tensor, reference: Tensor
 ) -> None:
     # Heun with n steps makes 2n - 1 calls; Euler with 2n steps makes 2n.
-    euler = global_errors(sample_euler, flow, start_noise, reference)
-    heun = global_errors(sample_heun, flow, start_noise, reference)
+    euler = global_errors(sample_euler, flow, noise, reference)
+    heun = global_errors(sample_heun, flow, noise, reference)
     for i in range(len(STEP_COUNTS) - 1):
         assert heun[i] < euler[i + 1], (heun, euler)
     assert heun[-2] < euler[-1] / 10, (heun, euler)

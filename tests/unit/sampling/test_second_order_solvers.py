@@ -22,22 +22,6 @@ from tests.unit.sampling.oracle import CallCounter, fitted_order, median_distanc
 STEP_COUNTS = [8, 16, 32, 64]
 
 
-@pytest.fixture(scope="module")
-def flow() -> GaussianMixtureFlow:
-    return GaussianMixtureFlow.two_modes()
-
-
-@pytest.fixture(scope="module")
-def noise() -> Tensor:
-    return torch.randn(256, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-
-
-@pytest.fixture(scope="module")
-def reference(flow: GaussianMixtureFlow, noise: Tensor) -> Tensor:
-    with torch.inference_mode():
-        return flow.integrate_rk4(noise, steps=400)
-
-
 def errors_for(name: str, flow: GaussianMixtureFlow, noise: Tensor, reference: Tensor, **options) -> list[float]:
     sampler = get_sampler(name, **options)
     with torch.inference_mode():
