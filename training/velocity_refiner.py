@@ -142,8 +142,9 @@ class Teacher:
             pooled = torch.where(dropped[:, None], self.empty_pooled, self.pooled[rows])
             sigma = torch.rand(batch, generator=generator)
             scale = within.cfg[0] + (within.cfg[1] - within.cfg[0]) * torch.rand(batch, generator=generator)
-            noise = torch.randn(self.latents[rows].shape, generator=generator)
-            x = (1 - sigma.view(-1, 1, 1, 1)) * self.latents[rows] + sigma.view(-1, 1, 1, 1) * noise
+            data = self.latents[rows]
+            noise = torch.randn(data.shape, generator=generator)
+            x = (1 - sigma.view(-1, 1, 1, 1)) * data + sigma.view(-1, 1, 1, 1) * noise
             velocity = self.guided(x, sigma, context, pooled, scale)
             dt = torch.minimum(within.max_dt * torch.rand(batch, generator=generator), sigma)
             x_next, sigma_next = x - dt.view(-1, 1, 1, 1) * velocity, sigma - dt
@@ -195,6 +196,8 @@ def validate(net: VelocityRefinerNet, states: States) -> dict:
     reuse_error = (states.velocity - states.target).pow(2).flatten(1).mean(1)
 
     def figures(mask: torch.Tensor) -> dict:
+        if not mask.any():
+            return {"states": 0, "refiner_mse": None, "reuse_v_mse": None, "ratio": None}
         refiner, reuse = refiner_error[mask].mean().item(), reuse_error[mask].mean().item()
         return {"states": int(mask.sum()), "refiner_mse": round(refiner, 6), "reuse_v_mse": round(reuse, 6),
                 "ratio": round(refiner / reuse, 4)}

@@ -54,6 +54,5 @@ def test_the_shipped_refiner_beats_reusing_the_velocity_on_fresh_states() -> Non
                           torch.Generator().manual_seed(987))
     refiner = load_refiner(SHIPPED, "cpu")
     figures = validate(refiner.net, states)
-    assert figures["overall"]["ratio"] < 0.6, figures
-    low_noise = figures["buckets"]["[0.0, 0.25)"]  # where FlowTurbo's refiner steps run
-    assert low_noise["refiner_mse"] < low_noise["reuse_v_mse"], figures
+    assert figures["overall"]["ratio"] < 0.35, figures  # 0.17 on the training report's validation states
+    assert all(bucket["refiner_mse"] < bucket["reuse_v_mse"] for bucket in figures["buckets"].values()), figures
