@@ -85,10 +85,10 @@ class DemoBench:
         self.captions = captions
         self.noise = torch.cat([seeded_noise(seed, (1, self.model.latent_channels, LATENT_SIZE, LATENT_SIZE))
                                 for seed in range(images)])
-        self.velocity = self._guided(captions, self.cfg)
+        self.velocity = self.guided(captions, self.cfg)
 
     @torch.no_grad()
-    def _guided(self, captions: list[str], cfg: float) -> VelocityModel:
+    def guided(self, captions: list[str], cfg: float) -> VelocityModel:
         encoded = [self.text_encoder.encode(text) for text in captions]
         context = torch.cat([hidden for hidden, _ in encoded])
         pooled = torch.cat([pooled for _, pooled in encoded])
@@ -149,9 +149,10 @@ def generation_runs(bench: DemoBench, refiner: object | None) -> list[Run]:
 
 
 def boss_runs(bench: DemoBench) -> tuple[list[Run], float]:
-    """Euler on BOSS schedules, and the seconds the cost matrix took (99 calls on 4 noises)."""
-    noise = torch.cat([seeded_noise(1000 + i, bench.noise.shape[1:]).unsqueeze(0) for i in range(4)])
-    velocity = bench._guided(bench.captions[:4], bench.cfg)
+    """Euler on BOSS schedules, and the seconds the cost matrix took (99 calls on up to 4 noises)."""
+    captions = bench.captions[:4]
+    noise = torch.cat([seeded_noise(1000 + i, bench.noise.shape[1:]).unsqueeze(0) for i in range(len(captions))])
+    velocity = bench.guided(captions, bench.cfg)
     start = time.perf_counter()
     matrix = euler_cost_matrix(velocity, noise, uniform_grid(100))
     seconds = time.perf_counter() - start
@@ -182,7 +183,7 @@ def inversion(bench: DemoBench, images: int) -> list[dict]:
     pixels, captions, _ = make_dataset(images, seed=EVALUATION_SEED + 7, split="eval")
     latents = bench.vae.encode(torch.from_numpy(pixels).float() / 255)
     originals = bench.vae.decode(latents).clamp(0, 1)
-    velocity = bench._guided(captions, 1.0)
+    velocity = bench.guided(captions, 1.0)
     rows = []
     for steps in (5, 10, 25, 50, 100):
         row: dict = {"rf_solver_steps": steps, "euler_steps": 2 * steps, "calls_each_way": 2 * steps}

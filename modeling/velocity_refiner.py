@@ -23,12 +23,12 @@ Conventions (FLUX, reference/techniques.md section 0): sigma in [0, 1], noise at
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
 from modeling.errors import ModelFileError
@@ -64,12 +64,10 @@ class RefinerConfig:
             raise ValueError(f"RefinerConfig.mlp_ratio must be positive, got {self.mlp_ratio!r}")
 
 
-def sigma_embedding(sigma: torch.Tensor, dim: int = SIGMA_FREQUENCIES) -> torch.Tensor:
-    """[B] sigmas -> [B, dim] cos/sin features of `sigma * 1000` at geometric frequencies 1 .. 1/10000."""
-    half = dim // 2
-    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=sigma.device) / half)
-    angles = sigma.float()[:, None] * SIGMA_SCALE * frequencies[None]
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+def sigma_embedding(sigma: torch.Tensor) -> torch.Tensor:
+    """[B] sigmas -> [B, 256] cos/sin features of `sigma * 1000`: DiT's timestep features, via diffusers."""
+    return get_timestep_embedding(sigma.float() * SIGMA_SCALE, SIGMA_FREQUENCIES, flip_sin_to_cos=True,
+                                  downscale_freq_shift=0)
 
 
 def position_embedding(rows: int, cols: int, dim: int) -> torch.Tensor:
@@ -203,10 +201,6 @@ class LoadedRefiner:
     @property
     def latent_channels(self) -> int:
         return self.net.config.latent_channels
-
-    @property
-    def patch_size(self) -> int:
-        return self.net.config.patch_size
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, velocity: torch.Tensor) -> torch.Tensor:
         """The velocity offset [B, C, H, W] for latents x at sigma [B] (or a scalar) with the previous velocity."""

@@ -132,11 +132,16 @@ def tokenize_wordings(tokenizer: CLIPTokenizerFast, scenes: list[Scene], wording
     return ids.view(len(scenes), wordings, -1)
 
 
+def warmup_cosine(peak: float, warmup_steps: int, steps: int, step: int) -> float:
+    """Linear warm-up to `peak` over `warmup_steps`, then cosine decay to 0 at `steps`."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def learning_rate(settings: FlowTraining, step: int) -> float:
-    if step < settings.warmup_steps:
-        return settings.learning_rate * (step + 1) / settings.warmup_steps
-    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
-    return settings.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    return warmup_cosine(settings.learning_rate, settings.warmup_steps, settings.steps, step)
 
 
 class FlowTrainer:

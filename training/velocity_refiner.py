@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -38,7 +37,7 @@ from modeling.loading import load_checkpoint
 from modeling.text_encoder import TextEncoder
 from modeling.vae import Vae
 from modeling.velocity_refiner import RefinerConfig, VelocityRefinerNet, parameter_count, save_refiner
-from training.flow_model import describe, encode_images
+from training.flow_model import describe, encode_images, warmup_cosine
 from training.shapes import make_dataset
 
 SIGMA_BUCKETS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
@@ -209,10 +208,7 @@ def validate(net: VelocityRefinerNet, states: States) -> dict:
 
 
 def learning_rate(settings: RefinerTraining, step: int) -> float:
-    if step < settings.warmup_steps:
-        return settings.learning_rate * (step + 1) / settings.warmup_steps
-    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
-    return settings.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    return warmup_cosine(settings.learning_rate, settings.warmup_steps, settings.steps, step)
 
 
 def fit(net: VelocityRefinerNet, pool: States, validation: States, settings: RefinerTraining,
@@ -225,8 +221,9 @@ def fit(net: VelocityRefinerNet, pool: States, validation: States, settings: Ref
     started = time.perf_counter()
     with log_file.open("w") as log, tqdm(total=settings.steps, desc="refiner", unit="step") as bar:
         for step in range(settings.steps):
+            rate = learning_rate(settings, step)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(settings, step)
+                group["lr"] = rate
             batch = pool.take(torch.randint(0, len(pool), (settings.batch_size,), generator=generator))
             loss = refiner_loss(net, batch)
             optimizer.zero_grad(set_to_none=True)
@@ -236,13 +233,14 @@ def fit(net: VelocityRefinerNet, pool: States, validation: States, settings: Ref
             decay = min(settings.ema_decay, (1 + step) / (10 + step))  # a short average early on
             with torch.no_grad():
                 torch._foreach_lerp_(ema_parameters, [p.detach() for p in parameters], 1 - decay)
-            record: dict = {"step": step, "loss": round(loss.item(), 6), "lr": round(learning_rate(settings, step), 7),
+            loss_value = loss.item()
+            record: dict = {"step": step, "loss": round(loss_value, 6), "lr": round(rate, 7),
                             "seconds": round(time.perf_counter() - started, 1)}
             if (step + 1) % settings.validation_every == 0 or step + 1 == settings.steps:
                 record["validation_ema"] = validate(ema, validation)["overall"]
             if step % 10 == 0 or "validation_ema" in record:
                 log.write(json.dumps(record) + "\n")
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss_value:.4f}")
             bar.update()
     return ema
 

@@ -75,6 +75,13 @@ class Guider:
         return guided_velocity(self.model, self.positive, self.negative, batch, self.cfg)
 
 
+def require_guider(node: str, name: str, guider: Any) -> Guider:
+    """Raise ValueError unless `guider` is a GUIDER from CFGGuider or BasicGuider."""
+    if not isinstance(guider, Guider):
+        raise ValueError(f"{node}: {name} must be a GUIDER from CFGGuider or BasicGuider, got {type(guider).__name__}")
+    return guider
+
+
 @dataclass(frozen=True)
 class SeededNoise:
     """A NOISE source: the whole batch drawn on the CPU from one seed (ComfyUI's prepare_noise)."""

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from engine.node_api import Guider, Input, Int, Latent, NodeContext, Seed, Socket, node
-from nodes.sampling._guidance import Guider as GuiderObject
-from nodes.sampling._guidance import ProgressReport, prepare_latent
+from nodes.sampling._guidance import ProgressReport, prepare_latent, require_guider
 from sampling.boss import EulerCostMatrix, euler_cost_matrix, uniform_grid
 from sampling.noise import seeded_noise
 
@@ -32,8 +31,7 @@ def boss_cost_matrix(
     seed: Annotated[int, Seed(tooltip="Seed of the sample noises.")],
 ) -> BossCost:
     """Price every Euler jump between fine-grid sigmas from a few Euler trajectories (grid_points - 1 calls)."""
-    if not isinstance(guider, GuiderObject):
-        raise ValueError(f"{_NODE}: guider must be a GUIDER from CFGGuider or BasicGuider, got {type(guider).__name__}")
+    guider = require_guider(_NODE, "guider", guider)
     model = guider.model
     shape = prepare_latent(_NODE, "latent_image", latent_image, model)["samples"].shape
     noise = seeded_noise(seed, (samples, *shape[1:])).to(model.device)

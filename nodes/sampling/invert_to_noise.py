@@ -8,8 +8,7 @@ from typing import Annotated, Any, NamedTuple
 import torch
 
 from engine.node_api import Guider, Input, Latent, NodeContext, Noise, Sampler, Sigmas, node
-from nodes.sampling._guidance import Guider as GuiderObject
-from nodes.sampling._guidance import ProgressReport, prepare_latent
+from nodes.sampling._guidance import ProgressReport, prepare_latent, require_guider
 from sampling.inversion import invert, resume_noise
 from sampling.samplers import ConfiguredSampler, get_sampler, inversion_refusal
 
@@ -38,9 +37,7 @@ class Inversion(NamedTuple):
     inverted: Latent
 
 
-def _check_sockets(guider: object, sampler: object, sigmas: object) -> ConfiguredSampler:
-    if not isinstance(guider, GuiderObject):
-        raise ValueError(f"{_NODE}: guider must be a GUIDER from CFGGuider or BasicGuider, got {type(guider).__name__}")
+def _check_sockets(sampler: object, sigmas: object) -> ConfiguredSampler:
     if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1:
         raise ValueError(f"{_NODE}: sigmas must be a 1-D SIGMAS tensor (e.g. from BasicScheduler)")
     chosen = get_sampler(DEFAULT_INVERSION_SAMPLER) if sampler is None else sampler
@@ -66,7 +63,8 @@ def invert_to_noise(
     ] = None,
 ) -> Inversion:
     """Integrate the flow ODE from the latent up to the schedule's first sigma (noise: regenerates it)."""
-    chosen = _check_sockets(guider, sampler, sigmas)
+    guider = require_guider(_NODE, "guider", guider)
+    chosen = _check_sockets(sampler, sigmas)
     latent = prepare_latent(_NODE, "latent_image", latent_image, guider.model)
     samples = latent["samples"]
     model = guider.model

@@ -7,8 +7,7 @@ from typing import Annotated, NamedTuple
 import torch
 
 from engine.node_api import Guider, Input, Latent, NodeContext, Noise, Sampler, Sigmas, node
-from nodes.sampling._guidance import Guider as GuiderObject
-from nodes.sampling._guidance import SamplingJob, prepare_latent, run_sampling
+from nodes.sampling._guidance import SamplingJob, prepare_latent, require_guider, run_sampling
 
 _NODE = "SamplerCustomAdvanced"
 
@@ -21,8 +20,7 @@ class SampledLatents(NamedTuple):
 def _check_sockets(noise: object, guider: object, sampler: object, sigmas: object) -> None:
     if not callable(getattr(noise, "generate_noise", None)):
         raise ValueError(f"{_NODE}: noise must be a NOISE (e.g. from RandomNoise), got {type(noise).__name__}")
-    if not isinstance(guider, GuiderObject):
-        raise ValueError(f"{_NODE}: guider must be a GUIDER from CFGGuider or BasicGuider, got {type(guider).__name__}")
+    require_guider(_NODE, "guider", guider)
     if not callable(sampler):
         raise ValueError(f"{_NODE}: sampler must be a SAMPLER (e.g. from KSamplerSelect), got {type(sampler).__name__}")
     if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1:
