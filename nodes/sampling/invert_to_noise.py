@@ -55,7 +55,9 @@ def invert_to_noise(
     ctx: NodeContext,
     guider: Annotated[Guider, Input(tooltip="The model and the source prompt (usually cfg 1 and the source caption).")],
     sigmas: Annotated[
-        Sigmas, Input(tooltip="The denoising schedule to undo (BasicScheduler); below denoise 1, a partial inversion.")
+        Sigmas, Input(tooltip="The denoising schedule to undo (BasicScheduler); below denoise 1, a partial inversion. "
+                              "Fine steps near sigma 0 invert far more accurately: put ModelSamplingSD3 with "
+                              "shift 0.5 before the scheduler.")
     ],
     latent_image: Annotated[Latent, Input(tooltip="The clean latent to invert (VAEEncode).")],
     sampler: Annotated[

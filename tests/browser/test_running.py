@@ -6,6 +6,7 @@ server restart. Everything waits on real conditions: the app's run log, node sta
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from collections.abc import Iterator
@@ -222,6 +223,20 @@ def test_runtime_error_outlines_failing_node_with_message(page: Page) -> None:
     # Dismissible.
     panel.locator(".error-close").click()
     assert panel.is_hidden()
+
+
+def test_flowturbo_without_refiner_says_so_in_a_toast(page: Page) -> None:
+    prompt = json.loads((REPO / "workflows" / "flowturbo_api.json").read_text())
+    del prompt["7"]  # the VelocityRefinerLoader: its refiner steps now run as pseudo-corrector steps
+    del prompt["8"]["inputs"]["refiner"]
+    prompt["5"]["inputs"]["noise_seed"] = unique_seed()
+    page.evaluate("wf => window.app.workflow.load(wf, {name: 'flowturbo'})", prompt)
+    page.wait_for_function("n => window.app.graph.nodes.length === n", arg=len(prompt))
+    queue_and_wait(page, 0)
+
+    assert execution_log(page, "execution_success")
+    page.locator(".toast", has_text="no velocity refiner is connected").wait_for()
+    assert "pseudo-corrector" in page.locator(".toast", has_text="no velocity refiner").first.inner_text()
 
 
 def test_batch_count_queues_one_prompt_per_item_each_with_its_seed(page: Page, server: ServerProcess) -> None:

@@ -43,6 +43,7 @@ const TYPE_COLOURS = {
   IMAGE: "#64b5f6", MASK: "#81c784", INT: "#8fbc8f", FLOAT: "#9ccc9c", STRING: "#a5d6a7",
   BOOLEAN: "#90caf9", COMBO: "#b0bec5", CONTROL_NET: "#4dd0a1", SAMPLER: "#e6a5a5", SIGMAS: "#c5e1a5",
   NOISE: "#bdbdbd", GUIDER: "#80deea", CLIP_VISION: "#a1887f", STYLE_MODEL: "#ce93d8",
+  VELOCITY_REFINER: "#ffcc80", BOSS_COST: "#dce775",
 };
 
 /**
