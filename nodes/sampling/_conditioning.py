@@ -77,7 +77,7 @@ def unpack_conditioning(node: str, name: str, conditioning: Any, model: Any) -> 
     return tuple(_check_entry(f"{node}: {name}[{index}]", entry, model) for index, entry in enumerate(conditioning))
 
 
-def _tile(tensor: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+def tile_to_batch(tensor: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
     """Repeat a conditioning batch to the latent batch, as ComfyUI does (2 prompts, 4 latents: 1 2 1 2)."""
     if tensor.shape[0] != batch:
         repeats = -(-batch // tensor.shape[0])
@@ -89,8 +89,8 @@ def condition_velocity(model: Any, conditions: tuple[TextCondition, ...], batch:
     """The model's velocity under these conditions; several entries average their predictions."""
     velocities = []
     for condition in conditions:
-        context = _tile(condition.context, batch, model.device)
-        pooled = _tile(condition.pooled, batch, model.device)
+        context = tile_to_batch(condition.context, batch, model.device)
+        pooled = tile_to_batch(condition.pooled, batch, model.device)
 
         def velocity(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor = context,
                      pooled: torch.Tensor = pooled) -> torch.Tensor:
@@ -115,7 +115,7 @@ def guided_velocity(model: Any, positive: tuple[TextCondition, ...], negative: t
         return condition_velocity(model, positive, batch)  # no unconditional model to evaluate
     if len(positive) == 1 and len(negative) == 1 and positive[0].context.shape[1:] == negative[0].context.shape[1:]:
         sides = (positive[0], negative[0])
-        pair = TextCondition(torch.cat([_tile(side.context, batch, model.device) for side in sides]),
-                             torch.cat([_tile(side.pooled, batch, model.device) for side in sides]))
+        pair = TextCondition(torch.cat([tile_to_batch(side.context, batch, model.device) for side in sides]),
+                             torch.cat([tile_to_batch(side.pooled, batch, model.device) for side in sides]))
         return batched_cfg_velocity(condition_velocity(model, (pair,), 2 * batch), cfg)
     return cfg_velocity(condition_velocity(model, positive, batch), condition_velocity(model, negative, batch), cfg)

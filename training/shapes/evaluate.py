@@ -205,6 +205,14 @@ def read_scene(image: np.ndarray) -> Reading:
     return Reading(shape, colour, background_name, size, _position(centre, image.shape[1]), float(iou))
 
 
+def shape_mask(image: np.ndarray) -> np.ndarray:
+    """Where the uint8 HxWx3 RGB `image` shows its shape: a boolean HxW map (all False when none stands out)."""
+    _, found = _separate(image)
+    if found is None:
+        return np.zeros(image.shape[:2], dtype=bool)
+    return found[0] >= 0.5
+
+
 def read_direction(frames: np.ndarray) -> str | None:
     """Which way the shape moves between the first and last of uint8 TxHxWx3 `frames` (None if it does not)."""
     centres = []

@@ -1,0 +1,60 @@
+"""RFEdit: RF-Solver inversion and regeneration that shares attention values between the two passes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from engine.node_api import Choice, Conditioning, Float, Input, Int, Latent, Model, NodeContext, String, node
+from modeling.feature_sharing import FeatureBank, ValueSharing, parse_blocks, shared_value_features, single_blocks
+from nodes.editing._editing import EditProgress, Prompting, edit_schedule, finished, side_velocity, source_latent
+from nodes.sampling._guidance import require_model
+from sampling.rf_edit import check_inject, rf_edit
+
+_NODE = "RFEdit"
+BANK_DEVICES = ("cpu", "model device")
+
+
+@node(id=_NODE, category="editing", display="RF-Edit (inversion with feature sharing)")
+def rf_edit_node(
+    ctx: NodeContext,
+    model: Model,
+    source_positive: Annotated[Conditioning, Input(tooltip="Describes the source image; inversion runs at cfg 1.")],
+    target_positive: Annotated[Conditioning, Input(tooltip="Describes the edited image.")],
+    target_negative: Annotated[Conditioning, Input(tooltip="The target side's negative prompt (usually empty).")],
+    latent_image: Annotated[Latent, Input(tooltip="The source image's latent (VAEEncode).")],
+    steps: Annotated[int, Int(25, min=1, max=1000, tooltip="RF-Solver steps each way (2 model calls each).")],
+    inject: Annotated[
+        int,
+        Int(5, min=0, max=1000,
+            tooltip="The noisiest steps that share the source's attention values: more keeps more of the source."),
+    ],
+    target_cfg: Annotated[float, Float(4.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                                       tooltip="Guidance scale of the target prompt.")],
+    blocks: Annotated[
+        str,
+        String("auto", tooltip="Single-stream blocks that share values: 'auto' is the paper's FLUX choice (20-37 of "
+                               "38) scaled to the model; or a list such as '2, 3' or '20-37'."),
+    ],
+    feature_bank: Annotated[
+        str, Choice(options=BANK_DEVICES, tooltip="Where stored features wait: cpu saves GPU memory.")
+    ],
+) -> Latent:
+    """Edit a latent with RF-Edit (Wang et al., ICML 2025): invert, storing values; denoise, injecting them."""
+    checked = require_model(_NODE, "model", model)
+    try:
+        check_inject(inject, steps)
+        chosen = parse_blocks(blocks, len(single_blocks(checked.module)))
+    except ValueError as error:
+        raise ValueError(f"{_NODE}: {error}") from error
+    source = Prompting.checked(_NODE, "source", checked, source_positive, None, 1.0)
+    target = Prompting.checked(_NODE, "target", checked, target_positive, target_negative, target_cfg)
+    latent, samples = source_latent(_NODE, latent_image, checked)
+    batch = samples.shape[0]
+    bank = FeatureBank("cpu" if feature_bank == "cpu" else checked.device)
+    sharing = ValueSharing(bank)
+    progress = EditProgress(ctx, checked, (steps, steps))
+    with shared_value_features(checked.module, chosen, sharing):
+        edited = rf_edit(side_velocity(checked, source, batch), side_velocity(checked, target, batch), samples,
+                         edit_schedule(checked, steps), inject=inject, sharing=sharing,
+                         inversion_callback=progress.phase(0), callback=progress.phase(1))
+    return finished(latent, edited)
