@@ -3,7 +3,8 @@
 An editor runs the model under two prompts: the source prompt, describing the image as it is,
 and the target prompt, describing the edit. `Prompting` is one side (positive, optional negative,
 CFG scale), `side_velocity` its velocity model, and `edit_velocities` both sides for FlowEdit,
-batched into one model call when the prompts allow. Guidance-distilled models (FLUX dev, whose
+batched into one model call when the prompts allow; `inverting_edit` checks the inputs of the
+editors that invert first (RF-Edit, RF-Inversion). Guidance-distilled models (FLUX dev, whose
 transformer has `guidance_embeds`) take the scale as their guidance input instead of running a
 negative. `EditProgress` reports an editor's phases (inversion, then denoising) as one bar.
 This module declares no nodes.
@@ -120,6 +121,26 @@ def source_latent(node: str, latent: Any, model: DiffusionModel) -> tuple[dict[s
     if not torch.count_nonzero(samples):
         raise ValueError(f"{node}: latent_image is all zeros; editors need the source image's latent (VAEEncode)")
     return prepared, samples.to(model.device)
+
+
+@dataclass(frozen=True)
+class InvertingEdit:
+    """The inputs of an editor that inverts with the source prompt (unguided) and regenerates with the target's."""
+
+    latent: dict[str, Any]
+    samples: torch.Tensor
+    source: VelocityModel
+    target: VelocityModel
+
+
+def inverting_edit(node: str, model: DiffusionModel, source_positive: Any, target_positive: Any,
+                   target_negative: Any, target_cfg: float, latent_image: Any) -> InvertingEdit:
+    """Check the inputs of RF-Edit and RF-Inversion; inversion runs at cfg 1, as both references do."""
+    source = Prompting.checked(node, "source", model, source_positive, None, 1.0)
+    target = Prompting.checked(node, "target", model, target_positive, target_negative, target_cfg)
+    latent, samples = source_latent(node, latent_image, model)
+    batch = samples.shape[0]
+    return InvertingEdit(latent, samples, side_velocity(model, source, batch), side_velocity(model, target, batch))
 
 
 def edit_schedule(model: DiffusionModel, steps: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from engine.node_api import Choice, Conditioning, Float, Input, Int, Latent, Model, NodeContext, String, node
 from modeling.feature_sharing import FeatureBank, ValueSharing, parse_blocks, shared_value_features, single_blocks
-from nodes.editing._editing import EditProgress, Prompting, edit_schedule, finished, side_velocity, source_latent
+from nodes.editing._editing import EditProgress, edit_schedule, finished, inverting_edit
 from nodes.sampling._guidance import require_model
 from sampling.rf_edit import check_inject, rf_edit
 
@@ -46,15 +46,12 @@ def rf_edit_node(
         chosen = parse_blocks(blocks, len(single_blocks(checked.module)))
     except ValueError as error:
         raise ValueError(f"{_NODE}: {error}") from error
-    source = Prompting.checked(_NODE, "source", checked, source_positive, None, 1.0)
-    target = Prompting.checked(_NODE, "target", checked, target_positive, target_negative, target_cfg)
-    latent, samples = source_latent(_NODE, latent_image, checked)
-    batch = samples.shape[0]
+    edit = inverting_edit(_NODE, checked, source_positive, target_positive, target_negative, target_cfg,
+                          latent_image)
     bank = FeatureBank("cpu" if feature_bank == "cpu" else checked.device)
     sharing = ValueSharing(bank)
     progress = EditProgress(ctx, checked, (steps, steps))
     with shared_value_features(checked.module, chosen, sharing):
-        edited = rf_edit(side_velocity(checked, source, batch), side_velocity(checked, target, batch), samples,
-                         edit_schedule(checked, steps), inject=inject, sharing=sharing,
-                         inversion_callback=progress.phase(0), callback=progress.phase(1))
-    return finished(latent, edited)
+        edited = rf_edit(edit.source, edit.target, edit.samples, edit_schedule(checked, steps), inject=inject,
+                         sharing=sharing, inversion_callback=progress.phase(0), callback=progress.phase(1))
+    return finished(edit.latent, edited)

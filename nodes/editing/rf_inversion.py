@@ -7,7 +7,7 @@ from typing import Annotated
 import torch
 
 from engine.node_api import Conditioning, Float, Input, Int, Latent, Model, NodeContext, Seed, node
-from nodes.editing._editing import EditProgress, Prompting, edit_schedule, finished, side_velocity, source_latent
+from nodes.editing._editing import EditProgress, edit_schedule, finished, inverting_edit
 from nodes.sampling._guidance import require_model
 from sampling.rf_inversion import RFInversionSettings, rf_inversion_edit
 
@@ -43,14 +43,12 @@ def rf_inversion_node(
         settings = RFInversionSettings(gamma=gamma, eta=eta, start=start, stop=stop)
     except ValueError as error:
         raise ValueError(f"{_NODE}: {error}") from error
-    source = Prompting.checked(_NODE, "source", checked, source_positive, None, 1.0)
-    target = Prompting.checked(_NODE, "target", checked, target_positive, target_negative, target_cfg)
-    latent, samples = source_latent(_NODE, latent_image, checked)
-    batch = samples.shape[0]
+    edit = inverting_edit(_NODE, checked, source_positive, target_positive, target_negative, target_cfg,
+                          latent_image)
     progress = EditProgress(ctx, checked, (steps, steps))
     edited = rf_inversion_edit(
-        side_velocity(checked, source, batch), side_velocity(checked, target, batch), samples,
-        edit_schedule(checked, steps), settings, generator=torch.Generator("cpu").manual_seed(seed),
-        inversion_callback=progress.phase(0), callback=progress.phase(1),
+        edit.source, edit.target, edit.samples, edit_schedule(checked, steps), settings,
+        generator=torch.Generator("cpu").manual_seed(seed), inversion_callback=progress.phase(0),
+        callback=progress.phase(1),
     )
-    return finished(latent, edited)
+    return finished(edit.latent, edited)
