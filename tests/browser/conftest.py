@@ -3,7 +3,7 @@ Playwright (frontend.md §9). Nothing is downloaded: `playwright install` is nev
 
 The server loads the repository's models/ (the shipped demo checkpoint) and the end-to-end test pack
 (a slow node and a node that fails on purpose); its working directory is a temporary folder holding
-a copy of input/example.png. One server serves the whole session; each test gets a fresh browser
+copies of the shipped input/ images. One server serves the whole session; each test gets a fresh browser
 context, so localStorage (the autosaved workflow) starts empty unless the test keeps the page.
 """
 
@@ -41,7 +41,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     workdir = tmp_path_factory.mktemp("browser-server")
     (workdir / "input").mkdir()
-    shutil.copy(REPO / "input" / "example.png", workdir / "input" / "example.png")
+    for image in (REPO / "input").glob("*.png"):  # example.png, and the editors' red circle
+        shutil.copy(image, workdir / "input" / image.name)
     process = ServerProcess(workdir, extra_args=["--models-dir", str(REPO / "models")]).start()
     yield process
     process.stop()

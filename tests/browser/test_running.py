@@ -239,6 +239,27 @@ def test_flowturbo_without_refiner_says_so_in_a_toast(page: Page) -> None:
     assert "pseudo-corrector" in page.locator(".toast", has_text="no velocity refiner").first.inner_text()
 
 
+def test_an_editor_workflow_runs_from_the_canvas_with_progress_on_the_editor(page: Page) -> None:
+    prompt = json.loads((REPO / "workflows" / "rf_edit_api.json").read_text())
+    editor = prompt["7"]
+    assert editor["class_type"] == "RFEdit"
+    editor["inputs"].update(steps=4, inject=2, target_cfg=round(3.0 + random.randrange(1, 100) / 100, 2))
+    page.evaluate("wf => window.app.workflow.load(wf, {name: 'rf_edit'})", prompt)
+    page.wait_for_function("n => window.app.graph.nodes.length === n", arg=len(prompt))
+    editor_id = node_of_type(page, "RFEdit")
+    assert page.evaluate("id => window.app.graph.getNodeById(id).widgets.map((w) => w.name)", editor_id)[-2:] == [
+        "blocks", "feature_bank"]
+    save = node_of_type(page, "SaveImage")
+    page.click("#queue-button")
+    page.wait_for_function(_OUTPUT_LOADED, arg=save, timeout=RUN_TIMEOUT_MS)
+    wait_for_runs_ended(page, 1, timeout=RUN_TIMEOUT_MS)
+
+    assert execution_log(page, "execution_success")
+    progress = [entry["nodeProgress"] for entry in execution_log(page, "progress")
+                if entry.get("node") == str(editor_id)]
+    assert progress and max(progress) == 1 and min(progress) <= 0.5  # inversion and denoising on one bar
+
+
 def test_batch_count_queues_one_prompt_per_item_each_with_its_seed(page: Page, server: ServerProcess) -> None:
     ksampler = node_of_type(page, "KSampler")
     first_seed = unique_seed()
