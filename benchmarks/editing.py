@@ -51,6 +51,7 @@ from modeling.feature_sharing import (  # noqa: E402
 from modeling.loading import load_checkpoint  # noqa: E402
 from nodes.editing._editing import Prompting, edit_velocities, side_velocity  # noqa: E402
 from nodes.sampling._conditioning import TextCondition  # noqa: E402
+from sampling.contract import VelocityModel  # noqa: E402
 from sampling.flowedit import FLOWEDIT_DEFAULTS, FlowEditSettings, flowedit  # noqa: E402
 from sampling.noise import seeded_noise  # noqa: E402
 from sampling.rf_edit import rf_edit  # noqa: E402
@@ -183,13 +184,17 @@ def run_flowedit(settings: FlowEditSettings) -> Editor:
     return edit
 
 
+def inverting_sides(demo: DemoEditing, pairs: list[EditPair], target_cfg: float) -> tuple[VelocityModel, ...]:
+    """(source, target) velocity models of the editors that invert first: the source prompt unguided, as the nodes."""
+    source = Prompting((demo.condition([p.source_caption for p in pairs]),), None, 1.0)
+    target = demo.prompting([p.target_caption for p in pairs], target_cfg)
+    return side_velocity(demo.model, source, len(pairs)), side_velocity(demo.model, target, len(pairs))
+
+
 def run_rf_edit(settings: RFEditSettings) -> Editor:
     def edit(demo: DemoEditing, latents: Tensor, pairs: list[EditPair]) -> Tensor:
         model = demo.model
-        source = side_velocity(model, Prompting((demo.condition([p.source_caption for p in pairs]),), None, 1.0),
-                               len(pairs))
-        target = side_velocity(model, demo.prompting([p.target_caption for p in pairs], settings.target_cfg),
-                               len(pairs))
+        source, target = inverting_sides(demo, pairs, settings.target_cfg)
         sharing = ValueSharing(FeatureBank())
         with shared_value_features(model.module, default_blocks(len(single_blocks(model.module))), sharing):
             return rf_edit(source, target, latents, compute_sigmas(model.sampling, "simple", settings.steps),
@@ -200,12 +205,9 @@ def run_rf_edit(settings: RFEditSettings) -> Editor:
 
 def run_rf_inversion(settings: RFInversionSettings, steps: int, cfg: float) -> Editor:
     def edit(demo: DemoEditing, latents: Tensor, pairs: list[EditPair]) -> Tensor:
-        model = demo.model
-        source = side_velocity(model, Prompting((demo.condition([p.source_caption for p in pairs]),), None, 1.0),
-                               len(pairs))
-        target = side_velocity(model, demo.prompting([p.target_caption for p in pairs], cfg), len(pairs))
-        return rf_inversion_edit(source, target, latents, compute_sigmas(model.sampling, "simple", steps), settings,
-                                 generator=torch.Generator().manual_seed(0))
+        source, target = inverting_sides(demo, pairs, cfg)
+        return rf_inversion_edit(source, target, latents, compute_sigmas(demo.model.sampling, "simple", steps),
+                                 settings, generator=torch.Generator().manual_seed(0))
 
     return edit
 
