@@ -34,6 +34,15 @@ def _cache(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _size(text: str) -> int:
+    from engine.sizes import parse_bytes  # standard library only: parsing stays torch-free
+
+    try:
+        return parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def _engine_flags(parser: argparse.ArgumentParser, out_flags: tuple[str, ...]) -> None:
     parser.add_argument("--models-dir", type=Path)
     parser.add_argument("--input-dir", type=Path)
@@ -42,6 +51,9 @@ def _engine_flags(parser: argparse.ArgumentParser, out_flags: tuple[str, ...]) -
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     parser.add_argument("--custom-nodes-dir", type=Path, default=Path("custom_nodes"))
     parser.add_argument("--safe-mode", action="store_true", help="do not load custom nodes")
+    parser.add_argument("--max-tensor-bytes", type=_size, metavar="SIZE",
+                        help="refuse graphs in which one node would create more than SIZE of tensors, e.g. 8GiB "
+                             "(default: half the RAM, at most the GPU's memory)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the workflow the browser opens with (default: workflows/default.json)")
     serve.add_argument("--token", help="access token for remote use; 'auto' generates and prints one")
     serve.add_argument("--insecure-no-auth", action="store_true", help="allow a non-loopback bind without a token")
+    serve.add_argument("--allowed-hosts", action="append", default=[], metavar="NAMES",
+                       help="extra Host names or addresses this server answers to (comma-separated, repeatable), "
+                            "e.g. a reverse proxy's name; loopback and the bound addresses are always allowed")
+    serve.add_argument("--user-dir", type=Path,
+                       help="where the prompt queue (flowmill-queue.sqlite3) and other per-user state live "
+                            "(default: ./user); one server per folder")
     _engine_flags(serve, ("--output-dir", "--out"))
     run = commands.add_parser("run", help="run a workflow file (.json API/UI, or .png) here, headless")
     run.add_argument("workflow", type=Path)
@@ -78,7 +96,10 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
     settings = Settings(models_dir=args.models_dir, input_dir=args.input_dir, output_dir=args.output_dir, cache=cache,
-                        force_cpu=args.cpu, custom_nodes_dir=args.custom_nodes_dir, safe_mode=args.safe_mode)
+                        force_cpu=args.cpu, custom_nodes_dir=args.custom_nodes_dir, safe_mode=args.safe_mode,
+                        max_tensor_bytes=args.max_tensor_bytes)
+    if getattr(args, "user_dir", None) is not None:  # only `serve` has the option
+        settings = dataclasses.replace(settings, user_dir=args.user_dir.resolve())
     default_workflow = getattr(args, "default_workflow", None)  # only `serve` has the option
     if default_workflow is not None:
         settings = dataclasses.replace(settings, default_workflow=default_workflow.resolve())
@@ -90,35 +111,45 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     listen = [part.strip() for item in (args.listen or ["127.0.0.1"]) for part in item.split(",")]
     token = generate_token() if args.token == "auto" else args.token
+    allowed_hosts = [part.strip() for item in args.allowed_hosts for part in item.split(",") if part.strip()]
     try:  # before anything heavy loads, so a refused bind fails in well under a second
-        security = SecurityConfig(listen=listen, port=args.port, token=token, insecure_no_auth=args.insecure_no_auth)
+        security = SecurityConfig(listen=listen, port=args.port, token=token, insecure_no_auth=args.insecure_no_auth,
+                                  allowed_hosts=allowed_hosts)
     except SecurityError as error:
         print(f"flowmill: {error}", file=sys.stderr)
         return 2
     if args.token == "auto":
         print(f"Access token: {token}", flush=True)
-    from engine.runtime import build_runtime
+    from engine.runtime import build_runtime, fill_registry
     from server.app import serve as serve_app
+    from server.queue_lock import QueueInUseError
 
     settings = _settings(args, parser)
     if not settings.default_workflow.is_file():
         print(f"flowmill: default workflow not found: {settings.default_workflow}", file=sys.stderr)
         return 2
     logging.getLogger("flowmill").info("the browser opens with %s", settings.default_workflow)
-    serve_app(build_runtime(settings), security)
+    # The nodes load on a background thread while the page is already served (server/startup.py).
+    runtime = build_runtime(settings, discover_nodes=False)
+    try:
+        serve_app(runtime, security, load_nodes=lambda: fill_registry(runtime.registry, settings))
+    except QueueInUseError as error:
+        print(f"flowmill: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.workflow.is_file():
         parser.error(f"workflow file not found: {args.workflow}")
-    from engine.headless import TerminalProgress, WorkflowError, load_workflow_file, run_workflow, written_files
+    from engine.headless import TerminalProgress, WorkflowError, read_workflow_file, run_workflow, written_files
     from engine.runtime import build_runtime
 
     try:
-        workflow, extra_pnginfo = load_workflow_file(args.workflow)
+        source = read_workflow_file(args.workflow)  # JSON, or a PNG/WebP/WebM/MP4 that embeds one
         runtime = build_runtime(_settings(args, parser))
-        result = run_workflow(runtime, workflow, args.overrides, TerminalProgress(), extra_pnginfo=extra_pnginfo)
+        result = run_workflow(runtime, source.workflow, args.overrides, TerminalProgress(),
+                              extra_pnginfo=source.extra_pnginfo, fallback_prompt=source.embedded_prompt)
     except WorkflowError as error:
         print(f"flowmill: {error}", file=sys.stderr)
         return 1

@@ -9,7 +9,8 @@
    once, CFG on a doubled batch, Euler on the same sigmas, PNG written with PIL). Flowmill and the
    plain loop alternate image by image, so machine noise hits both alike; medians are compared.
    Target: overhead under 5%. Both must produce the same pixels (printed).
-3. Quality: the evaluator's scores on 200 held-out caption/seed pairs (training/evaluate_demo.py).
+3. Quality: the evaluator's scores on 200 held-out caption/seed pairs (training/evaluate_demo.py), and
+   per typed-prompt wording on held-out scenes (training/shapes/held_out_wordings.py).
 
 Run: `python benchmarks/generate.py` (add `--images 4 --pairs 40` for a quick look).
 """
@@ -136,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=12, help="images per side for the speed comparison")
     parser.add_argument("--pairs", type=int, default=EvaluationSettings.pairs, help="caption/seed pairs to score")
+    parser.add_argument("--wording-scenes", type=int, default=EvaluationSettings.wording_scenes,
+                        help="held-out scenes per typed-prompt wording (0 skips that figure)")
     args = parser.parse_args(argv)
     if not (CHECKPOINT / "model_index.json").is_file():
         print(f"the demo checkpoint is missing: {CHECKPOINT}", file=sys.stderr)
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"largest pixel difference between the two: {max(differences)} (of 255)")
 
     started = time.perf_counter()
-    report = evaluate(CHECKPOINT, EvaluationSettings(pairs=args.pairs))
+    report = evaluate(CHECKPOINT, EvaluationSettings(pairs=args.pairs, wording_scenes=args.wording_scenes))
     print(f"\nquality: {args.pairs} held-out caption/seed pairs, {report['settings']['steps']} euler steps, "
           f"CFG {report['settings']['cfg']} ({time.perf_counter() - started:.0f} s)")
     targets = {"shape": 0.9, "colour": 0.9, "background": 0.9, "size": 0.8, "position": 0.8}
@@ -182,6 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     print("the same scenes and seeds as short prompts (no size or position), attributes they state:")
     for name, value in report["short_prompt_accuracy"].items():
         print(f"  {name:<24} {value:6.1%}")
+    if "wording_accuracy" in report:
+        print(f"typed prompts in other wordings ({args.wording_scenes} held-out scenes each, fresh seeds), "
+              "shape+colour+background all right (target for held-out wordings: 85%):")
+        for name, scores in report["wording_accuracy"].items():
+            joint = scores["shape+colour+background"]
+            verdict = f"  (target 85%: {'PASS' if joint >= 0.85 else 'FAIL'})" if scores["held_out"] else "  (trained)"
+            print(f"  {name:<46} {joint:6.1%}{verdict}")
+        pooled = report["held_out_full_captions"]
+        print(f"  full captions in held-out wordings, pooled    {pooled:6.1%}  "
+              f"(target 90%: {'PASS' if pooled >= 0.9 else 'FAIL'})")
     return 0
 
 

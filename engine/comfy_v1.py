@@ -12,6 +12,9 @@ False, V1 code reaches its context through `CURRENT_NODE_CONTEXT` and the shims)
 - `make_hooks()` builds one class instance; keep the hooks per (node id, class type).
 - `run(**inputs)`: every input present in the prompt, under its own name, with unconnected
   optional inputs left OUT (never passed as None: `**kwargs` nodes test `"x" in kwargs`).
+  When FUNCTION takes `**kwargs` (`spec.takes_undeclared_inputs`), links into inputs the
+  class does not declare are passed too, as ComfyUI does for variadic nodes. An input
+  declared both required and optional is required (ComfyUI's lookup order).
   Hidden inputs go under their own names: PROMPT -> the prompt dict, DYNPROMPT -> the
   dynamic prompt (`get_node(id)`, `has_node(id)`, `get_original_prompt()`), EXTRA_PNGINFO ->
   extra_pnginfo or None, UNIQUE_ID -> the node id string. A hidden input of any other type is
@@ -119,11 +122,16 @@ def _compile_inputs(where: str, cls: type) -> tuple[InputSpec, ...]:
     if not isinstance(declared, Mapping):
         raise V1ClassError(f"{where}: INPUT_TYPES() returned {type(declared).__name__}, not a dict")
     specs: list[InputSpec] = []
+    seen: set[str] = set()
     for kind in _INPUT_SECTIONS:
         section = declared.get(kind) or {}
         if not isinstance(section, Mapping):
             raise V1ClassError(f"{where}: INPUT_TYPES()[{kind!r}] must be a dict, got {section!r}")
         for name, entry in section.items():
+            if str(name) in seen:
+                # ComfyUI looks an input up in required, then optional, then hidden: the first wins.
+                continue
+            seen.add(str(name))
             if kind == "hidden":
                 specs.append(_hidden_input(where, str(name), entry))
             else:
@@ -227,6 +235,15 @@ def _method_ref(where: str, cls: type, name: str, *, class_level: bool) -> _Meth
     if callable(raw):
         return _MethodRef(name, False, _keyword_names(raw, False))
     raise V1ClassError(f"{where}: {name} is {type(raw).__name__}, not a method")
+
+
+def _takes_kwargs(cls: type, function: str) -> bool:
+    """True when FUNCTION accepts `**kwargs`: ComfyUI then passes it links into undeclared inputs."""
+    try:
+        parameters = inspect.signature(getattr(cls, function)).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters)
 
 
 def _function_name(where: str, cls: type) -> str:
@@ -384,9 +401,10 @@ def spec_from_v1_class(class_type: str, cls: type, display_name: str | None, mod
     outputs = _compile_outputs(where, cls)
     validate = _method_ref(where, cls, "VALIDATE_INPUTS", class_level=True)
     fingerprint = _method_ref(where, cls, "IS_CHANGED", class_level=True)
+    function = _function_name(where, cls)
     methods = _V1Methods(
         class_type=class_type,
-        function=_function_name(where, cls),
+        function=function,
         output_count=len(outputs),
         check_lazy=_method_ref(where, cls, "check_lazy_status", class_level=False),
         fingerprint=fingerprint,
@@ -412,6 +430,7 @@ def spec_from_v1_class(class_type: str, cls: type, display_name: str | None, mod
         validate_wants_types=validate is not None
         and validate.parameters is not None
         and "input_types" in validate.parameters,
+        takes_undeclared_inputs=_takes_kwargs(cls, function),
         deprecated=bool(getattr(cls, "DEPRECATED", False)),
         experimental=bool(getattr(cls, "EXPERIMENTAL", False)),
     )

@@ -7,7 +7,11 @@ semantics: Reroute nodes and legacy PrimitiveNodes are resolved away, muted node
 dropped together with the links that pointed at them, bypassed nodes are wired through to
 their first type-compatible input, positional `widgets_values` are named through
 `/object_info` order, and `definitions.subgraphs` instances are flattened into inner
-nodes with ids `"<instance>:<inner>"`. Legacy group nodes (`workflow>Name`) are rejected.
+nodes with ids `"<instance>:<inner>"`. Legacy group nodes (`workflow>Name`, with their
+definitions in `extra.groupNodes`) are first expanded into their inner nodes by
+`engine.group_nodes`. Every malformed shape (a `links` that is not a list, a link id that is
+a list, `inputs` that is a number, ...) is a `ConversionError` naming the node, the field,
+what was expected and what came, never another exception.
 
 Pure data in, data out: this module must not import torch, aiohttp or anything that loads
 nodes; the caller passes the `/object_info` mapping. It keeps no module-level mutable state.
@@ -16,24 +20,32 @@ nodes; the caller passes the `/object_info` mapping. It keeps no module-level mu
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.canvas_widgets import (
+    CONTROL_VALUES,
+    ConversionError,
+    Widget,
+    assign_positional,
+    shown,
+    type_name,
+    widget_specs,
+)
+from engine.comfy_core_nodes import describe_missing_type
+from engine.group_nodes import expand_group_nodes, is_group_node_type
 from engine.wire import is_link, normalise_link, types_compatible
+
+__all__ = ["CONTROL_VALUES", "ConversionError", "is_api_prompt", "is_ui_workflow", "load_workflow", "ui_to_api",
+           "unknown_node_types", "widget_defaults"]
 
 MUTED, BYPASSED = 2, 4
 SUBGRAPH_INPUT_ID, SUBGRAPH_OUTPUT_ID = "-10", "-20"
-CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
-_SCALAR_WIDGETS = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN"})
 _REROUTES = frozenset({"Reroute", "Reroute (rgthree)"})
 # Frontend-only nodes that never reach the server; skipped when object_info lacks them.
 _FRONTEND_ONLY = frozenset({"Note", "MarkdownNote", "Label (rgthree)", "Bookmark (rgthree)", "Fast Muter (rgthree)",
                             "Fast Bypasser (rgthree)", "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)"})
-
-
-class ConversionError(ValueError):
-    """A UI workflow that cannot be turned into an API prompt; the message names the node."""
 
 
 @dataclass(frozen=True)
@@ -73,13 +85,6 @@ class _Node:
 def _mode(raw: Mapping[str, Any]) -> int:
     mode = raw.get("mode")
     return mode if isinstance(mode, int) else 0
-
-
-@dataclass(frozen=True)
-class _Widget:
-    name: str
-    default: Any
-    extras: tuple[str, ...]  # values the frontend may save after this one: control, filter, upload
 
 
 @dataclass(frozen=True)
@@ -137,12 +142,19 @@ def ui_to_api(workflow: Mapping[str, Any], object_info: Mapping[str, Mapping[str
     flat: dict[str, _Node] = {}
     prompt: dict[str, dict] = {}
     try:
+        workflow = expand_group_nodes(workflow, object_info)
         _flatten(workflow, _collect_subgraphs(workflow), object_info, flat, _Scope("", None, False, ()))
         for node in flat.values():
             if node.kind == "real" and not node.hidden and node.mode not in (MUTED, BYPASSED):
                 prompt[node.id] = _api_node(flat, node, object_info.get(node.raw["type"]))
     except RecursionError:  # thousands of chained reroutes or nested subgraphs: refuse, don't crash
         raise ConversionError("the workflow nests links or subgraphs too deeply to convert") from None
+    except ConversionError as error:  # name every unknown type too: it may be the real cause
+        unknown = [kind for kind in unknown_node_types(workflow, object_info) if f"'{kind}'" not in str(error)]
+        if not unknown:
+            raise
+        raise ConversionError(f"{error}; the workflow also uses node types this server does not have: "
+                              + "; ".join(describe_missing_type(kind) for kind in unknown)) from None
     # As in the frontend: a link into a node that is not sent (muted, skipped) is removed.
     for api_node in prompt.values():
         inputs = api_node["inputs"]
@@ -151,11 +163,51 @@ def ui_to_api(workflow: Mapping[str, Any], object_info: Mapping[str, Mapping[str
     return prompt
 
 
+def unknown_node_types(workflow: Any, object_info: Mapping[str, Any]) -> list[str]:
+    """The node types a canvas uses (subgraph and group definitions included) that are
+    neither in `object_info` nor resolved by the converter itself; sorted, for messages.
+    Safe on malformed documents: what is not shaped like a node is passed over."""
+    graphs: list[Any] = [workflow]
+    if isinstance(workflow, Mapping):
+        definitions = workflow.get("definitions")
+        subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
+        graphs += subgraphs if isinstance(subgraphs, list) else []
+        extra = workflow.get("extra")
+        groups = extra.get("groupNodes") if isinstance(extra, Mapping) else None
+        graphs += list(groups.values()) if isinstance(groups, Mapping) else []
+    subgraph_ids = {str(graph.get("id")) for graph in graphs[1:] if isinstance(graph, Mapping)}
+    found = set()
+    for graph in graphs:
+        nodes = graph.get("nodes") if isinstance(graph, Mapping) else None
+        for raw in nodes if isinstance(nodes, list) else []:
+            kind = raw.get("type") if isinstance(raw, Mapping) else None
+            if isinstance(kind, str) and kind not in object_info and kind not in subgraph_ids \
+                    and kind not in _REROUTES and kind not in _FRONTEND_ONLY and kind != "PrimitiveNode" \
+                    and not is_group_node_type(kind):
+                found.add(kind)
+    return sorted(found)
+
+
 def _collect_subgraphs(graph: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     found: dict[str, Mapping[str, Any]] = {}
-    for definition in (graph.get("definitions") or {}).get("subgraphs") or []:
+    definitions = graph.get("definitions") or {}
+    if not isinstance(definitions, Mapping):
+        raise ConversionError(f"'definitions' must be an object, got {type_name(definitions)} {shown(definitions)}")
+    subgraphs = definitions.get("subgraphs") or []
+    if not isinstance(subgraphs, list):
+        raise ConversionError(f"'definitions.subgraphs' must be a list, got {type_name(subgraphs)} {shown(subgraphs)}")
+    for definition in subgraphs:
         if not isinstance(definition, Mapping) or "id" not in definition:
             raise ConversionError("a subgraph definition has no 'id'")
+        if not isinstance(definition["id"], (str, int)) or isinstance(definition["id"], bool):
+            raise ConversionError(f"a subgraph definition's 'id' must be a string, got {shown(definition['id'])}")
+        if not isinstance(definition.get("nodes"), list):
+            raise ConversionError(f"subgraph {shown(definition['id'])}: 'nodes' must be a list, "
+                                  f"got {type_name(definition.get('nodes'))} {shown(definition.get('nodes'))}")
+        for key in ("inputs", "outputs"):
+            if not isinstance(definition.get(key) or [], list):
+                raise ConversionError(f"subgraph {shown(definition['id'])}: '{key}' must be a list, "
+                                      f"got {type_name(definition[key])} {shown(definition[key])}")
         found[str(definition["id"])] = definition
         found.update(_collect_subgraphs(definition))  # nested definitions, if saved inline
     return found
@@ -169,27 +221,83 @@ class _Scope:
     stack: tuple[str, ...]  # subgraph ids being expanded, to stop self-containing graphs
 
 
+def is_id(value: Any) -> bool:
+    """Node and link ids are numbers or strings; a list, an object or a boolean is never one."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
 def _parse_link(item: Any) -> tuple[Any, _Link]:
     if isinstance(item, Mapping):
         fields = [item.get(key) for key in ("id", "origin_id", "origin_slot", "target_id", "target_slot")]
-    elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) >= 5:
+    elif isinstance(item, list) and len(item) >= 5:
         fields = list(item[:5])
     else:
-        raise ConversionError(f"malformed link {item!r}")
+        raise ConversionError(f"malformed link {shown(item)}: expected [id, origin node, origin slot, target node, "
+                              "target slot, type] or an object with those fields")
     link_id, origin, origin_slot, target, target_slot = fields
+    for field, value in (("id", link_id), ("origin node", origin), ("target node", target)):
+        if not is_id(value):
+            raise ConversionError(f"malformed link {shown(item)}: its {field} must be a number or a string, "
+                                  f"got {type_name(value)} {shown(value)}")
     try:  # slot indices may be saved as numeric strings
-        return link_id, _Link(str(origin), int(origin_slot), str(target), int(target_slot))
-    except (TypeError, ValueError):
-        raise ConversionError(f"malformed link {item!r}") from None
+        return link_id, _Link(str(origin), _slot(origin_slot), str(target), _slot(target_slot))
+    except (TypeError, ValueError, OverflowError):
+        raise ConversionError(f"malformed link {shown(item)}: its slots must be whole numbers from 0, "
+                              f"got {shown(origin_slot)} and {shown(target_slot)}") from None
+
+
+def _slot(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    slot = int(value)
+    if slot < 0:  # slots count from 0; negative numbers are ids of subgraph IO nodes, never slots
+        raise ValueError(value)
+    return slot
+
+
+def _graph_links(graph: Mapping[str, Any], where: str) -> dict[Any, _Link]:
+    items = graph.get("links")
+    if items is None:
+        return {}
+    if not isinstance(items, list):
+        raise ConversionError(f"{where}'links' must be a list of links, got {type_name(items)} {shown(items)}")
+    return dict(_parse_link(item) for item in items if item is not None)
+
+
+def _check_node_shape(raw: Any, prefix: str) -> None:
+    """Refuse a node whose fields have the wrong JSON type, naming the node and the field."""
+    if not isinstance(raw, Mapping) or not is_id(raw.get("id")) or not isinstance(raw.get("type"), str):
+        raise ConversionError(f"malformed node {shown(raw)}: it needs an 'id' (a number or string) and a "
+                              "'type' (a string)")
+    label = f"node {prefix}{raw['id']} ({raw['type']!r})"
+    for field in ("inputs", "outputs"):
+        entries = raw.get(field)
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise ConversionError(f"{label}: '{field}' must be a list of slots, got {type_name(entries)} "
+                                  f"{shown(entries)}")
+        for slot, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise ConversionError(f"{label}: {field[:-1]} slot {slot} must be an object, got "
+                                      f"{type_name(entry)} {shown(entry)}")
+            link_key, expected = ("link", "a link id or null") if field == "inputs" else ("links", "a list of link ids")
+            value = entry.get(link_key)
+            bad = (value is not None and not is_id(value)) if field == "inputs" else \
+                (value is not None and not isinstance(value, list))
+            if bad:
+                raise ConversionError(f"{label}: {field[:-1]} {entry.get('name', slot)!r} has '{link_key}' "
+                                      f"{shown(value)}; expected {expected}, got {type_name(value)}")
 
 
 def _flatten(graph: Mapping[str, Any], definitions: Mapping[str, Mapping[str, Any]],
              object_info: Mapping[str, Any], flat: dict[str, _Node], scope: _Scope) -> None:
-    links = dict(_parse_link(item) for item in graph.get("links") or [] if item is not None)
-    local_ids = {str(raw.get("id")) for raw in graph["nodes"] if isinstance(raw, Mapping)}
+    where = f"subgraph instance {scope.instance}: " if scope.instance else "the workflow's "
+    links = _graph_links(graph, where)
     for raw in graph["nodes"]:
-        if not isinstance(raw, Mapping) or raw.get("id") is None or not isinstance(raw.get("type"), str):
-            raise ConversionError(f"malformed node {str(raw)[:80]}: it needs an 'id' and a 'type'")
+        _check_node_shape(raw, scope.prefix)
+    local_ids = {str(raw["id"]) for raw in graph["nodes"]}
+    for raw in graph["nodes"]:
         node_id = scope.prefix + str(raw["id"])
         if node_id in flat:
             raise ConversionError(f"node {node_id} ({raw['type']!r}) appears twice")
@@ -228,9 +336,7 @@ def _node_kind(node_id: str, node_type: str, definitions: Mapping[str, Any], obj
 
 def _input_ref(node_id: str, raw: Mapping[str, Any], entry: Mapping[str, Any], links: Mapping[Any, _Link],
                local_ids: set[str], scope: _Scope) -> _Ref | None:
-    if not isinstance(entry, Mapping):
-        raise ConversionError(f"node {node_id} ({raw['type']!r}) has a malformed input entry {entry!r}")
-    link_id = entry.get("link")
+    link_id = entry.get("link")  # shapes were checked by _check_node_shape
     if link_id is None:
         return None
     where = f"node {node_id} ({raw['type']!r}) input {entry.get('name')!r}"
@@ -250,8 +356,7 @@ def _subgraph_outputs(node_id: str, definition: Mapping[str, Any]) -> tuple[_Ref
     count = len(definition.get("outputs") or [])
     sources: list[_Ref | None] = [None] * count
     inner_ids = {str(raw.get("id")) for raw in definition.get("nodes") or [] if isinstance(raw, Mapping)}
-    for item in definition.get("links") or []:
-        _, link = _parse_link(item)
+    for link in _graph_links(definition, f"subgraph instance {node_id}: ").values():
         if link.target != SUBGRAPH_OUTPUT_ID or not 0 <= link.target_slot < count:
             continue
         via_input = link.origin == SUBGRAPH_INPUT_ID
@@ -330,7 +435,7 @@ def _instance_widget(node: _Node, slot: int) -> _Literal | None:
     entries = node.raw.get("inputs") or []
     values = node.raw.get("widgets_values")
     name = entries[slot].get("name") if slot < len(entries) else None
-    if isinstance(values, Mapping):
+    if isinstance(values, Mapping) and isinstance(name, str):
         return _Literal(values[name]) if name in values else None
     widget_slots = [i for i, entry in enumerate(entries) if entry.get("widget")]
     if isinstance(values, list) and slot in widget_slots and widget_slots.index(slot) < len(values):
@@ -347,7 +452,8 @@ def _api_node(flat: Mapping[str, _Node], node: _Node, info: Mapping[str, Any] | 
         elif isinstance(resolved, _Literal):
             inputs[str(entry.get("name"))] = _wrap(resolved.value)
         # None: nothing connected or nothing to connect through; a widget keeps its value
-    title = node.raw.get("title") or (info or {}).get("display_name") or node.raw["type"]
+    title = node.raw.get("title") if isinstance(node.raw.get("title"), str) else None
+    title = title or (info or {}).get("display_name") or node.raw["type"]
     return {"class_type": node.raw["type"], "inputs": inputs, "_meta": {"title": title}}
 
 
@@ -359,36 +465,7 @@ def _wrap(value: Any) -> Any:
 def widget_defaults(info: Mapping[str, Any]) -> list[Any]:
     """One node type's widget default values in canvas order, as a fresh node's widgets_values
     holds them (without the frontend's extra entries such as control_after_generate)."""
-    return [widget.default for widget in _widget_specs(info)]
-
-
-def _widget_specs(info: Mapping[str, Any]) -> list[_Widget]:
-    """The node's widgets in canvas order: required then optional, each in input_order."""
-    sections, order = info.get("input") or {}, info.get("input_order") or {}
-    widgets: list[_Widget] = []
-    for section in ("required", "optional"):
-        entries = sections.get(section) or {}
-        for name in order.get(section) or list(entries):
-            widget = _as_widget(name, entries.get(name))
-            if widget is not None:
-                widgets.append(widget)
-    return widgets
-
-
-def _as_widget(name: str, spec: Any) -> _Widget | None:
-    if not isinstance(spec, (list, tuple)) or not spec:
-        return None
-    kind, options = spec[0], spec[1] if len(spec) > 1 and isinstance(spec[1], Mapping) else {}
-    choices = kind if isinstance(kind, list) else options.get("options") if kind == "COMBO" else None
-    if (choices is None and kind not in _SCALAR_WIDGETS) or options.get("forceInput"):
-        return None
-    default = options.get("default", choices[0] if choices else None)
-    # INT widgets may carry the frontend's control_after_generate value; a flagged combo adds
-    # a filter text too; an upload combo is followed by its button's value in older files.
-    control = bool(options.get("control_after_generate")) or kind == "INT"
-    extras = (("control", "filter") if choices is not None else ("control",)) if control else ()
-    extras += tuple("upload" for key, flag in options.items() if key.endswith("_upload") and flag)
-    return _Widget(name, default, extras)
+    return [widget.default for widget in widget_specs(info)]
 
 
 def _widget_values(node: _Node, info: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -396,41 +473,35 @@ def _widget_values(node: _Node, info: Mapping[str, Any] | None) -> dict[str, Any
     if values is None:
         return {}
     if isinstance(values, Mapping):
-        names = None if info is None else {widget.name for widget in _widget_specs(info)}
-        return {key: _wrap(value) for key, value in values.items() if names is None or key in names}
+        widgets = None if info is None else {widget.name: widget for widget in widget_specs(info)}
+        named = {str(key): value for key, value in values.items() if widgets is None or key in widgets}
+        for name, value in named.items():
+            if widgets is not None:
+                _check_combo(node, widgets[name], value)
+        return {name: _wrap(value) for name, value in named.items()}
     if not isinstance(values, list):
-        raise ConversionError(f"{node.label}: widgets_values must be a list or an object")
+        raise ConversionError(f"{node.label}: 'widgets_values' must be a list or an object, "
+                              f"got {type_name(values)} {shown(values)}")
     # An unknown type has no schema to name positional values by; validation reports it.
-    return {} if info is None else _assign_positional(node, _widget_specs(info), values)
+    return {} if info is None else _assign_positional(node, widget_specs(info), values)
 
 
-def _assign_positional(node: _Node, widgets: list[_Widget], values: list[Any]) -> dict[str, Any]:
-    """Name positional values; optional extra values are skipped only while there are more
-    values left than the remaining widgets need, so the count always reconciles."""
+def _assign_positional(node: _Node, widgets: list[Widget], values: list[Any]) -> dict[str, Any]:
+    """Name positional values; a widget newer than the file takes the frontend's default."""
+    saved = assign_positional(node.label, widgets, values)
     named: dict[str, Any] = {}
-    index = 0
     for position, widget in enumerate(widgets):
-        if index >= len(values):
-            if widget.default is not None:  # a widget newer than the file: the frontend default
-                named[widget.name] = _wrap(widget.default)
-            continue
-        named[widget.name] = _wrap(values[index])
-        index += 1
-        needed = len(widgets) - position - 1
-        for extra in widget.extras:  # a missing control value means no filter value either
-            if len(values) - index <= needed or not _looks_extra(values[index], extra):
-                break
-            index += 1
-    if index < len(values):
-        raise ConversionError(
-            f"{node.label}: {len(values)} widget values do not fit its {len(widgets)} widgets "
-            f"({[widget.name for widget in widgets]}); {values[index:]!r} are left over"
-        )
+        if position in saved:
+            _check_combo(node, widget, saved[position])
+            named[widget.name] = _wrap(saved[position])
+        elif widget.default is not None:
+            named[widget.name] = _wrap(widget.default)
     return named
 
 
-def _looks_extra(value: Any, extra: str) -> bool:
-    # Control values are fixed keywords; filter text and upload button values are strings.
-    if extra == "control":
-        return isinstance(value, str) and value in CONTROL_VALUES
-    return isinstance(value, str) or value is None
+def _check_combo(node: _Node, widget: Widget, value: Any) -> None:
+    # A combo holds one of its choices (or a list of them for multiselect), never an object;
+    # an object there is a damaged file, and would otherwise read as a boxed value.
+    if widget.kind == "COMBO" and isinstance(value, Mapping):
+        raise ConversionError(f"{node.label}: widget '{widget.name}' expects one of its choices, "
+                              f"got an object {shown(value)}")

@@ -229,6 +229,7 @@ class Declaration:
     validate: Callable[..., Any] | None
     deprecated: bool
     experimental: bool
+    estimate: Callable[..., Any] | None = None
 
 
 def _signature(where: str, fn: Callable[..., Any]) -> tuple[bool, list[inspect.Parameter], dict[str, Any]]:
@@ -259,7 +260,7 @@ def compile_node(fn: Callable[..., Any], declared: Declaration) -> NodeSpec:
     if any(item.lazy for item in inputs) and declared.check_lazy is None:
         raise NodeDeclarationError(f"{where}: has Lazy inputs but no check_lazy= hook to say which it needs")
     hooks = NodeHooks(run=_wrap_run(fn, len(outputs)), wants_context=wants_context, check_lazy=declared.check_lazy,
-                      fingerprint=declared.fingerprint, validate=declared.validate)
+                      fingerprint=declared.fingerprint, validate=declared.validate, estimate=declared.estimate)
     validate = declared.validate
     return NodeSpec(
         id=declared.id,
@@ -276,6 +277,7 @@ def compile_node(fn: Callable[..., Any], declared: Declaration) -> NodeSpec:
         has_fingerprint=declared.fingerprint is not None,
         has_validate=validate is not None,
         validated_inputs=_hook_parameter_names(validate, wants_context) if validate else frozenset(),
+        has_estimate=declared.estimate is not None,
         deprecated=declared.deprecated,
         experimental=declared.experimental,
         version=declared.version,

@@ -1,7 +1,9 @@
 """Headless runs: workflow files in, executor run out, progress on the terminal.
 
 Owns what `main.py run` and `main.py submit` share: reading a workflow file (API JSON, UI
-JSON, or a PNG carrying `prompt`/`workflow` text chunks), `--set NODE.INPUT=VALUE`
+JSON, a PNG carrying `prompt`/`workflow` text chunks, or a WebP image or WebM/MP4 video
+carrying them as ComfyUI embeds them, see `engine.workflow_metadata`), falling back to the
+embedded API prompt when the file's canvas cannot be converted, `--set NODE.INPUT=VALUE`
 overrides, readable validation errors, and `TerminalProgress`, an `EventSink` that draws
 one line per node and an in-place bar for node progress on stderr.
 
@@ -20,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -36,6 +39,7 @@ from engine.events import (
     NodesCached,
     NodeStarted,
 )
+from engine.workflow_metadata import MetadataError, media_kind, read_embedded_metadata
 
 if TYPE_CHECKING:
     from engine.run_state import RunRequest, RunResult
@@ -59,36 +63,67 @@ def _read_png_text_with_media(path: Path) -> Mapping[str, str]:
     return read_png_text(path)
 
 
-def load_workflow_file(path: Path | str, *, png_text: PngTextReader | None = None
-                       ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Read a workflow file; return (API prompt or UI workflow, extra_pnginfo or None).
+@dataclass(frozen=True)
+class WorkflowFile:
+    """A workflow read from a file, with what the file carries besides it."""
 
-    A UI workflow comes back with `{"workflow": ui}` as its extra_pnginfo, so SaveImage
-    embeds it as the canvas would. A PNG's `workflow` chunk is preferred over its `prompt`.
-    """
+    workflow: dict[str, Any]  # an API prompt or a UI (canvas) workflow
+    extra_pnginfo: dict[str, Any] | None  # what SaveImage embeds again: {"workflow": canvas}
+    # The API prompt ComfyUI saved beside the canvas in the same image or video: what runs
+    # when the canvas itself cannot be converted (a layout this server cannot read).
+    embedded_prompt: dict[str, Any] | None = None
+
+
+def read_workflow_file(path: Path | str, *, png_text: PngTextReader | None = None) -> WorkflowFile:
+    """Read a JSON workflow, or the workflow a PNG, WebP, WebM or MP4 file embeds."""
     path = Path(path)
-    if path.suffix.lower() == ".png":
-        return _from_png(path, png_text or _read_png_text_with_media)
+    try:
+        kind = "png" if path.suffix.lower() == ".png" else media_kind(path)
+        if kind == "png":
+            return _from_png(path, png_text or _read_png_text_with_media)
+        if kind is not None:
+            what = "WebP image" if kind == "webp" else "video"
+            return _from_embedded(path, read_embedded_metadata(path), what, "metadata")
+    except MetadataError as error:
+        raise WorkflowError(str(error)) from error
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise WorkflowError(f"{path}: cannot read a JSON workflow: {error}") from error
-    return _classify(data, str(path))
+    return WorkflowFile(*_classify(data, str(path)))
 
 
-def _from_png(path: Path, png_text: PngTextReader) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _from_png(path: Path, png_text: PngTextReader) -> WorkflowFile:
     try:
         chunks = png_text(path)
     except (OSError, ValueError) as error:
         raise WorkflowError(f"{path}: cannot read the PNG: {error}") from error
+    return _from_embedded(path, chunks, "PNG", "chunk")
+
+
+def _from_embedded(path: Path, texts: Mapping[str, str], what: str, place: str) -> WorkflowFile:
+    """The canvas a file embeds (with its API prompt as the fallback), else its API prompt."""
+    parsed: dict[str, Any] = {}
+    problems: list[str] = []
     for key in ("workflow", "prompt"):
-        if key in chunks:
+        if key in texts:
             try:
-                data = json.loads(chunks[key])
-            except json.JSONDecodeError as error:
-                raise WorkflowError(f"{path}: the PNG's '{key}' chunk is not JSON: {error}") from error
-            return _classify(data, f"{path} ({key} chunk)")
-    raise WorkflowError(f"{path}: the PNG carries neither a 'workflow' nor a 'prompt' text chunk")
+                parsed[key] = json.loads(texts[key])
+            except (json.JSONDecodeError, RecursionError) as error:
+                problems.append(f"the {what}'s '{key}' {place} is not JSON: {error}")
+    prompt = parsed.get("prompt")
+    fallback = dict(prompt) if isinstance(prompt, Mapping) and prompt and is_api_prompt(prompt) else None
+    if is_ui_workflow(parsed.get("workflow")):
+        return WorkflowFile(parsed["workflow"], {"workflow": parsed["workflow"]}, fallback)
+    for key in ("workflow", "prompt"):
+        if key in parsed:
+            try:
+                return WorkflowFile(*_classify(parsed[key], f"{path} ({key} {place})"))
+            except WorkflowError as error:
+                problems.append(str(error))
+    if problems:
+        raise WorkflowError(f"{path}: " + "; ".join(problems))
+    raise WorkflowError(f"{path}: the {what} carries neither a 'workflow' nor a 'prompt' {place}")
 
 
 def _classify(data: Any, where: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -104,12 +139,26 @@ def _classify(data: Any, where: str) -> tuple[dict[str, Any], dict[str, Any] | N
                         "or a UI workflow with nodes and links)")
 
 
-def to_api_prompt(workflow: Mapping[str, Any], object_info: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The API prompt for either format; conversion errors become WorkflowError."""
+def to_api_prompt(workflow: Mapping[str, Any], object_info: Mapping[str, Any], *,
+                  fallback_prompt: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The API prompt for either format; conversion errors become WorkflowError.
+
+    With `fallback_prompt` (the API prompt a file embeds beside its canvas), a canvas that
+    cannot be converted is replaced by it, and a notice saying why goes to stderr.
+    """
     try:
         return load_workflow(workflow, object_info)
     except ConversionError as error:
-        raise WorkflowError(f"cannot convert the UI workflow: {error}") from error
+        if fallback_prompt is None:
+            raise WorkflowError(f"cannot convert the UI workflow: {error}") from error
+        try:
+            prompt = load_workflow(fallback_prompt, object_info)
+        except ConversionError as second:
+            raise WorkflowError(f"cannot convert the UI workflow: {error}; the API prompt embedded beside it "
+                                f"cannot be used either: {second}") from second
+        print(f"flowmill: the UI workflow cannot be converted ({error}); running the API prompt embedded "
+              "beside it instead", file=sys.stderr)
+        return prompt
 
 
 # --------------------------------------------------------------------------- overrides
@@ -234,14 +283,17 @@ def _describe_error(item: Mapping[str, Any]) -> str:
 
 
 def prepare_run(runtime: Runtime, workflow: Mapping[str, Any], overrides: Sequence[str],
-                extra_pnginfo: Mapping[str, Any] | None = None) -> RunRequest:
+                extra_pnginfo: Mapping[str, Any] | None = None, *,
+                fallback_prompt: Mapping[str, Any] | None = None) -> RunRequest:
     """Convert, override and validate a workflow into a RunRequest; raise WorkflowError if invalid."""
     from engine.run_state import RunRequest
     from engine.validation import validate_prompt
 
     object_info = runtime.registry.object_info(runtime.folders.choices)
-    prompt = apply_overrides(to_api_prompt(workflow, object_info), overrides, object_info)
-    result = validate_prompt(prompt, runtime.registry, folders=runtime.folders)
+    converted = to_api_prompt(workflow, object_info, fallback_prompt=fallback_prompt)
+    prompt = apply_overrides(converted, overrides, object_info)
+    result = validate_prompt(prompt, runtime.registry, folders=runtime.folders,
+                             max_tensor_bytes=runtime.max_tensor_bytes)
     if not result.ok:
         raise WorkflowError(format_validation_errors(result.error, result.node_errors, prompt))
     if extra_pnginfo is None and is_ui_workflow(workflow):
@@ -251,13 +303,15 @@ def prepare_run(runtime: Runtime, workflow: Mapping[str, Any], overrides: Sequen
 
 
 def run_workflow(runtime: Runtime, workflow: Mapping[str, Any], overrides: list[str], progress: EventSink,
-                 *, extra_pnginfo: Mapping[str, Any] | None = None) -> RunResult:
+                 *, extra_pnginfo: Mapping[str, Any] | None = None,
+                 fallback_prompt: Mapping[str, Any] | None = None) -> RunResult:
     """Run a workflow (API or UI format) to completion; blocks until it ends.
 
     Raises WorkflowError when it cannot start (bad override, conversion, validation); node
     failures come back as a RunResult with status "error" and are reported to `progress`.
+    `fallback_prompt` is the API prompt to run when a canvas cannot be converted.
     """
-    request = prepare_run(runtime, workflow, overrides, extra_pnginfo)
+    request = prepare_run(runtime, workflow, overrides, extra_pnginfo, fallback_prompt=fallback_prompt)
     if isinstance(progress, TerminalProgress):
         progress.use_prompt(request.prompt)
     return execute_interruptibly(runtime, request, progress)

@@ -2,7 +2,8 @@
 
 Every input is a list of items (ComfyUI's list semantics): a link gives the source's item
 list, a literal gives a one-item list, and a lazy input that nobody asked for yet gives
-[None]. Hidden inputs the executor owns (the prompt, the node id, ...) are filled here.
+[None]. Hidden inputs the executor owns (the prompt, the node id, ...) are filled here, and
+links into undeclared inputs of `**kwargs` nodes are passed along, as ComfyUI does.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def gather_inputs(run: Run, node_id: str, spec: NodeSpec) -> dict[str, list[Any]
                 inputs[item.name] = run.values[source][slot] if source in run.values else [None]
             else:
                 inputs[item.name] = [value]
+    if spec.takes_undeclared_inputs:
+        # ComfyUI passes links into undeclared inputs on to `**kwargs` nodes (variadic V1 nodes).
+        for name, value in raw.items():
+            if name not in inputs and spec.input(name) is None and is_link(value):
+                source, slot = str(value[0]), value[1]
+                inputs[name] = run.values[source][slot] if source in run.values else [None]
     return inputs
 
 

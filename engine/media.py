@@ -9,7 +9,8 @@ This module owns every place where Flowmill turns bytes into pixels or pixels in
   tensor layouts.
 - `atomic_write_bytes` writes files so a crash never leaves a partial output behind.
 - `encode_png` / `read_png_text` write and read the `prompt` / `workflow` text chunks
-  (comfyui-compat.md §14.4).
+  (comfyui-compat.md §14.4). `check_png_text_chunks` bounds them (1 MiB decompressed per chunk,
+  64 MiB in all) before Pillow reads a byte of text, whatever a plugin set Pillow's limits to.
 - `next_output_name` implements ComfyUI's `<prefix>_00001_.png` counter inside a root.
 
 It imports Pillow, numpy and torch only: never aiohttp, never nodes/. Nothing here changes
@@ -25,6 +26,8 @@ import os
 import posixpath
 import re
 import secrets
+import struct
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
@@ -52,6 +55,11 @@ DEFAULT_MAX_TOTAL_PIXELS = 256 * 1024 * 1024
 TEMP_MARKER = ".flowmill-partial"
 # PNG keywords are 1-79 Latin-1 characters (PNG spec §11.3.4.3).
 _PNG_KEYWORD = re.compile(r"^[\x20-\x7e\xa1-\xff]{1,79}$")
+# PNG text limits (Pillow's MAX_TEXT_CHUNK and MAX_TEXT_MEMORY defaults, kept as our own constants
+# so a plugin cannot raise them): one chunk's text after decompression, and all chunks together.
+MAX_PNG_TEXT_CHUNK = 1024 * 1024
+MAX_PNG_TEXT_TOTAL = 64 * 1024 * 1024
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HIGH_BIT_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _MODES_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
@@ -114,6 +122,7 @@ def open_image_safely(
     what = _describe(source, name)
     limit = effective_pixel_limit(max_pixels)
     fp: str | os.PathLike | IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
+    check_png_text_chunks(source, name=name)
     try:
         image = Image.open(fp, formats=list(ALLOWED_FORMATS))
     except Image.DecompressionBombError as error:  # raised inside open, before our check runs
@@ -125,6 +134,8 @@ def open_image_safely(
     except OSError as error:
         # strerror, not str(error): the latter repeats the real path, which `name` may be hiding.
         raise ImageDecodeError(f"{what}: cannot be read: {error.strerror or type(error).__name__}") from error
+    except ValueError as error:  # Pillow's own text-chunk limits, should ours ever be looser
+        raise ImageDecodeError(f"{what}: refused while reading its header: {error}") from error
     try:
         # Our check sits at (or below) Pillow's DecompressionBombWarning threshold, so it turns
         # that warning into an error without swapping the process-global warnings filters,
@@ -210,6 +221,20 @@ def pil_to_tensor(
     return torch.from_numpy(np.stack(frames)), torch.from_numpy(np.stack(masks))
 
 
+def quantize_8bit(image: torch.Tensor) -> np.ndarray:
+    """ComfyUI's 8-bit quantisation, `clip(255 * x, 0, 255)` truncated to uint8, as a numpy array.
+
+    Truncating, not rounding, is what ComfyUI's SaveImage and PreviewImage do, so the same
+    graph writes the same PNG bytes in both. It also keeps 8-bit round trips exact: for every
+    v in 0..255, float32 v/255 times 255 truncates back to v. The product is taken in the
+    image's own float precision, as ComfyUI's numpy code does (NaN becomes 0).
+    """
+    source = image.detach().cpu()
+    if source.dtype not in (torch.float16, torch.float32, torch.float64):
+        source = source.to(torch.float32)
+    return torch.nan_to_num(source * 255.0, nan=0.0).clamp(0.0, 255.0).to(torch.uint8).numpy()
+
+
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """Convert one image ([1,H,W,C] or [H,W,C], C in 1..4; values 0..1) to an 8-bit PIL image."""
     if image.ndim == 4:
@@ -218,8 +243,7 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
         image = image[0]
     if image.ndim != 3 or image.shape[-1] not in _MODES_BY_CHANNELS:
         raise ValueError(f"tensor_to_pil expects [H, W, C] with C in 1..4, got shape {tuple(image.shape)}")
-    # Round rather than truncate, so 8-bit values survive a decode/encode round trip exactly.
-    array = (image.detach().to("cpu", torch.float32).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy()
+    array = quantize_8bit(image)
     mode = _MODES_BY_CHANNELS[array.shape[-1]]
     return Image.fromarray(array[..., 0] if mode == "L" else array, mode=mode)
 
@@ -300,6 +324,66 @@ def encode_png(image: Image.Image, text_chunks: Mapping[str, str] | None = None,
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info, compress_level=compress_level)
     return buffer.getvalue()
+
+
+def check_png_text_chunks(source: ImageSource, *, name: str | None = None) -> None:
+    """Raise ImageDecodeError if a PNG's text chunks exceed MAX_PNG_TEXT_CHUNK each or MAX_PNG_TEXT_TOTAL.
+
+    Walks the chunk headers (seeking over image data) and decompresses zTXt/iTXt text with a
+    bound, so a 100 MB zTXt bomb costs 1 MiB of memory to refuse. Not a PNG: returns at once.
+    """
+    what = _describe(source, name)
+    try:
+        handle: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    except OSError as error:
+        raise ImageDecodeError(f"{what}: cannot be read: {error.strerror or type(error).__name__}") from error
+    with handle:
+        if handle.read(8) != PNG_SIGNATURE:
+            return
+        total = 0
+        while True:
+            header = handle.read(8)
+            if len(header) < 8:
+                return  # truncated: Pillow reports it
+            length, kind = struct.unpack(">I4s", header)
+            if kind in (b"tEXt", b"zTXt", b"iTXt"):
+                data = handle.read(length)
+                size = _png_text_size(kind, data)
+                keyword = data.split(b"\0", 1)[0].decode("latin-1")[:79]
+                if size > MAX_PNG_TEXT_CHUNK:
+                    raise ImageDecodeError(
+                        f"{what}: PNG text chunk {keyword!r} holds more than {MAX_PNG_TEXT_CHUNK:,} bytes of text "
+                        "(refused: metadata that large is not a workflow)")
+                total += size
+                if total > MAX_PNG_TEXT_TOTAL:
+                    raise ImageDecodeError(
+                        f"{what}: PNG text chunks hold more than {MAX_PNG_TEXT_TOTAL:,} bytes of text in total (refused)")
+                handle.seek(4, os.SEEK_CUR)  # CRC
+            elif kind == b"IEND":
+                return
+            else:
+                handle.seek(length + 4, os.SEEK_CUR)
+
+
+def _png_text_size(kind: bytes, data: bytes) -> int:
+    """Bytes of text in one tEXt/zTXt/iTXt chunk; compressed text is inflated only up to the limit + 1."""
+    keyword, _, rest = data.partition(b"\0")
+    if kind == b"tEXt":
+        return len(rest)
+    if kind == b"zTXt":
+        compressed = rest[1:]  # after the compression method byte
+    else:  # iTXt: flag, method, language\0, translated keyword\0, text
+        flag = rest[:1]
+        text = rest[2:].split(b"\0", 2)[-1]
+        if flag != b"\x01":
+            return len(text)
+        compressed = text
+    inflater = zlib.decompressobj()
+    try:
+        inflated = inflater.decompress(compressed, MAX_PNG_TEXT_CHUNK + 1)
+    except zlib.error:
+        return 0  # corrupt text: Pillow skips it (or reports it), it costs no memory here
+    return len(inflated)
 
 
 def read_png_text(source: ImageSource, *, name: str | None = None) -> dict[str, str]:

@@ -11,6 +11,8 @@ A node is one decorated function whose annotated signature is the schema:
   `Annotated[int, Int(...)]`, `Annotated[float, Float(...)]`, `Annotated[str, String(...)]`,
   `Annotated[bool, Boolean(...)]`, `Literal[...]` or `Annotated[str, Choice(...)]` (combos)
   and `Annotated[int, Seed()]`. A parameter defaulting to None is optional.
+- `estimate=` says how big the outputs will be (`TensorEstimate`), so an oversized graph
+  is refused at validation instead of failing to allocate.
 - `Lazy[T]` marks an input that is evaluated only when `check_lazy` asks for it.
 - The return annotation names the outputs: one socket type, a NamedTuple of them (field
   names become output names), or None for a node without socket outputs. A node that
@@ -28,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from engine.budget import TensorEstimate
 from engine.context import NodeContext
 from engine.declaration import Declaration, NodeDeclarationError, compile_node
 from engine.paths import UnsafePathError
@@ -55,7 +58,7 @@ __all__ = [
     "AnyValue", "Boolean", "Choice", "Conditioning", "ControlNet", "ExecutionBlocker", "Float",
     "Guider", "Image", "Input", "Int", "Latent", "Lazy", "Mask", "Model", "NodeContext",
     "NodeDeclarationError", "NodeOutput", "Noise", "Sampler", "Seed", "Sigmas", "Socket", "String",
-    "TextEncoder", "UnsafePathError", "Vae", "VelocityRefiner", "node",
+    "TensorEstimate", "TextEncoder", "UnsafePathError", "Vae", "VelocityRefiner", "node",
 ]
 
 def node(
@@ -71,6 +74,7 @@ def node(
     check_lazy: Callable[..., Any] | None = None,
     fingerprint: Callable[..., Any] | None = None,
     validate: Callable[..., Any] | None = None,
+    estimate: Callable[..., Any] | None = None,
     deprecated: bool = False,
     experimental: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -84,10 +88,15 @@ def node(
     - `fingerprint`: folded into the cache key (e.g. a file hash); NaN means always changed.
     - `validate`: returns True or an error message; the built-in range and combo checks
       skip the inputs it names as parameters.
+    - `estimate`: how big the outputs will be, so validation can refuse a graph over the
+      tensor budget before it is queued (engine/budget.py). It receives literal inputs as
+      values and linked inputs as the `TensorEstimate` of their source (None when unknown),
+      and returns one `TensorEstimate` (or None) per output. Declare it on every node that
+      creates or resizes tensors.
     Hooks receive only the inputs they name as parameters (all of them with **kwargs).
     """
     declared = Declaration(id, category, display, version, output, pure, input_is_list, output_is_list,
-                            check_lazy, fingerprint, validate, deprecated, experimental)
+                            check_lazy, fingerprint, validate, deprecated, experimental, estimate)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.node_spec = compile_node(fn, declared)  # type: ignore[attr-defined]

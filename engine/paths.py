@@ -41,6 +41,11 @@ _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _ON_WINDOWS = os.name == "nt"
 # Longest name accepted; PATH_MAX on Linux. Longer strings are attacks or mistakes.
 _MAX_PATH_CHARS = 4096
+# NAME_MAX on Linux, macOS and Windows: a longer component fails in the OS call with
+# ENAMETOOLONG, which callers would not expect (a 500 instead of a 400).
+MAX_COMPONENT_BYTES = 255
+# Folders deeper than this are not a layout anyone uses; a 1,500-deep upload subfolder is an attack.
+MAX_PATH_DEPTH = 64
 # Device names Windows resolves in every folder ("input/CON.png" opens the console). Refused on
 # every platform so a workflow that works on Linux behaves the same on Windows.
 _WINDOWS_DEVICE_NAMES = frozenset(
@@ -82,6 +87,8 @@ def resolve_under(root: Path, user_path: str) -> Path:
     _check_components(normalised, user_path)
     real_root = os.path.realpath(root)
     candidate = os.path.realpath(os.path.join(real_root, normalised))
+    if len(os.fsencode(candidate)) >= _MAX_PATH_CHARS:
+        raise UnsafePathError(f"path is too long for the file system once inside its folder: {_shorten(user_path)}")
     try:
         inside = os.path.commonpath([real_root, candidate]) == real_root
     except ValueError:  # different drives on Windows
@@ -130,8 +137,15 @@ def _check_compatibility_folding(user_path: str) -> None:
 
 
 def _check_components(normalised: str, user_path: str) -> None:
-    """Refuse components Windows would silently rewrite into another name."""
-    for part in normalised.split("/"):
+    """Refuse too many or too long components, and names Windows would silently rewrite."""
+    parts = normalised.split("/")
+    if len(parts) > MAX_PATH_DEPTH:
+        raise UnsafePathError(f"path has {len(parts)} components; at most {MAX_PATH_DEPTH} folders deep are allowed")
+    for part in parts:
+        if len(os.fsencode(part)) > MAX_COMPONENT_BYTES:
+            raise UnsafePathError(
+                f"path component {_shorten(part)} is {len(os.fsencode(part))} bytes; file and folder names "
+                f"are limited to {MAX_COMPONENT_BYTES} bytes")
         if part in ("", ".", ".."):
             continue  # resolved (and contained) by realpath below
         if part[-1] in ". ":
@@ -140,6 +154,11 @@ def _check_components(normalised: str, user_path: str) -> None:
             raise UnsafePathError(f"path component {part!r} ends with a dot or a space: {user_path!r}")
         if part.split(".", 1)[0].rstrip(" ").lower() in _WINDOWS_DEVICE_NAMES:
             raise UnsafePathError(f"path component {part!r} is a reserved Windows device name: {user_path!r}")
+
+
+def _shorten(text: str, keep: int = 40) -> str:
+    """A long user string for an error message: its start, its end and its length."""
+    return repr(text) if len(text) <= 2 * keep else f"{text[:keep]!r}...{text[-keep:]!r} ({len(text)} characters)"
 
 
 def _check_fully_resolved(real_root: str, candidate: str, user_path: str) -> None:

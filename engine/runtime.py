@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from engine.budget import default_max_tensor_bytes
 from engine.cache import GIB, CachePolicy, MemoryBudget, OutputCache
 from engine.executor import Executor
 from engine.paths import Folders
@@ -35,6 +36,9 @@ class Settings:
     safe_mode: bool = False
     cache_device_gib: float = 4.0
     cache_host_gib: float = 8.0
+    # The most a node's outputs may take (--max-tensor-bytes); None derives it from the
+    # machine's memory (engine/budget.py). Graphs over it are refused at validation.
+    max_tensor_bytes: int | None = None
     # The workflow the browser opens with: text to image on the shipped demo model.
     default_workflow: Path = PROJECT_DIR / "workflows" / "default.json"
     # The canvas's Templates menu lists the workflow files in this folder.
@@ -64,23 +68,37 @@ class Runtime:
     registry: NodeRegistry
     executor: Executor
 
+    @property
+    def max_tensor_bytes(self) -> int:
+        """The tensor budget validation holds every node to: the flag's, else half the memory."""
+        return self.settings.max_tensor_bytes or default_max_tensor_bytes(self.device)
 
-def build_registry(settings: Settings) -> NodeRegistry:
-    """Flowmill's own nodes, then ComfyUI V1 packs from custom_nodes/ unless in safe mode."""
-    registry = NodeRegistry()
+
+def fill_registry(registry: NodeRegistry, settings: Settings) -> None:
+    """Register Flowmill's own nodes, then ComfyUI V1 packs from custom_nodes/ unless in safe mode.
+
+    The slow part of start-up (it imports diffusers and every node module): the server runs it
+    on a background thread while it already answers (server/startup.py).
+    """
     registry.discover("nodes")
     if settings.custom_nodes_dir is not None and settings.custom_nodes_dir.is_dir():
         from engine.comfy_packs import load_custom_nodes
 
         load_custom_nodes(registry, settings.custom_nodes_dir, enabled=not settings.safe_mode)
+
+
+def build_registry(settings: Settings) -> NodeRegistry:
+    registry = NodeRegistry()
+    fill_registry(registry, settings)
     return registry
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, discover_nodes: bool = True) -> Runtime:
+    """The runtime; with `discover_nodes=False` its registry starts empty, for `fill_registry` later."""
     folders = settings.folders()
     folders.create()
     device = settings.device()
     budget = MemoryBudget(device, int(settings.cache_device_gib * GIB), int(settings.cache_host_gib * GIB))
-    registry = build_registry(settings)
+    registry = build_registry(settings) if discover_nodes else NodeRegistry()
     executor = Executor(registry, OutputCache(settings.cache, budget), folders, device)
     return Runtime(settings, folders, device, registry, executor)

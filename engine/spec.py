@@ -70,6 +70,8 @@ class NodeHooks:
     - `fingerprint(**constant_inputs)` returns a value folded into the cache key; NaN
       means "always changed" (ComfyUI's IS_CHANGED).
     - `validate(**inputs)` returns True or an error message (ComfyUI's VALIDATE_INPUTS).
+    - `estimate(**inputs)` returns the `TensorEstimate` of each output (engine/budget.py)
+      from literal inputs and the estimates of linked ones; None where unknown.
     """
 
     run: Callable[..., Any]
@@ -77,6 +79,7 @@ class NodeHooks:
     check_lazy: Callable[..., list[str] | Awaitable[list[str]]] | None = None
     fingerprint: Callable[..., Any] | None = None
     validate: Callable[..., Any] | None = None
+    estimate: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,11 @@ class NodeSpec:
     `validated_inputs` names inputs that the node's own `validate` checks, so the built-in
     range and combo checks skip them; `validate_wants_types` is ComfyUI's `input_types`
     parameter of VALIDATE_INPUTS, which also turns off link type checking.
+
+    `has_estimate`: the node declares how big its outputs will be, so validation can hold
+    it to the tensor budget. `takes_undeclared_inputs`: the node's function takes
+    `**kwargs`, so a link into an input it does not declare is passed on and its source
+    runs (ComfyUI's variadic V1 nodes).
     """
 
     id: str
@@ -110,6 +118,8 @@ class NodeSpec:
     has_validate: bool = False
     validated_inputs: frozenset[str] = frozenset()
     validate_wants_types: bool = False
+    has_estimate: bool = False
+    takes_undeclared_inputs: bool = False
     deprecated: bool = False
     experimental: bool = False
     version: int = 1  # bumped, with a migration, when a node's inputs change

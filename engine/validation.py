@@ -7,6 +7,12 @@ when no output survives is the prompt rejected.
 
 Validation also normalises the prompt: constants are coerced to their widget type and
 `{"__value__": [...]}` literal lists are unwrapped, so the executor sees clean values.
+Links into inputs a node does not declare are kept (and their sources validated and run)
+when the node takes `**kwargs`, as ComfyUI passes them to variadic V1 nodes; undeclared
+constants are dropped, as in ComfyUI.
+
+Last, the size of every node's outputs is estimated sources first (engine/budget.py), and
+a node whose tensors would exceed `max_tensor_bytes` fails with `tensor_budget_exceeded`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.budget import check_budget, default_max_tensor_bytes
+from engine.comfy_core_nodes import describe_missing_type
 from engine.context import NodeContext
 from engine.graph_walk import post_order
 from engine.node_call import accepted_arguments
@@ -96,8 +104,12 @@ class _PromptValidator:
         return spec
 
     def upstream(self, node_id: str) -> list[str]:
-        """Ids of nodes linked into `node_id` that exist (missing ones are reported as errors)."""
-        inputs = self.prompt[node_id].get("inputs")
+        """Ids of nodes linked into `node_id` that exist (missing ones are reported as errors).
+
+        Read from the checked inputs, so an undeclared link that the node cannot take is
+        neither validated nor run."""
+        checked = self.normalised.get(node_id)
+        inputs = checked["inputs"] if checked is not None else self.prompt[node_id].get("inputs")
         if not isinstance(inputs, Mapping):
             return []  # reported by check_node
         return [str(value[0]) for value in inputs.values() if is_link(value) and str(value[0]) in self.prompt]
@@ -145,16 +157,32 @@ class _PromptValidator:
             if error:
                 errors.append(error)
             clean[item.name] = checked
+        if spec.takes_undeclared_inputs:
+            errors.extend(self.check_undeclared_links(spec, raw_inputs, clean))
         errors.extend(self.run_custom_validation(node_id, spec, clean, received_types))
         self.normalised[node_id] = {**node, "inputs": clean}
         if errors:
             self.errors.setdefault(node_id, []).extend(errors)
 
+    def check_undeclared_links(self, spec: NodeSpec, raw_inputs: Mapping[str, Any],
+                               clean: dict[str, Any]) -> list[dict[str, Any]]:
+        """Keep links into undeclared inputs (a `**kwargs` node takes them), checking each points
+        at a real output; their type is unknown, so any type is accepted."""
+        errors: list[dict[str, Any]] = []
+        for name, value in raw_inputs.items():
+            if spec.input(name) is not None or not is_link(value):
+                continue
+            error = self.check_link(spec, InputSpec(name, "*", "optional"), value, {})
+            if error:
+                errors.append(error)
+            clean[name] = normalise_link(value)
+        return errors
+
     def check_link(self, spec: NodeSpec, item: InputSpec, value: list, received_types: dict[str, str]) -> dict | None:
         if not is_link(value):
             return _input_error("bad_linked_input",
                                 "Bad linked input, must be a length-2 list of [node_id, slot_index]", item, value)
-        source_id, slot = str(value[0]), value[1]
+        source_id, slot = normalise_link(value)  # a slot saved as 0.0 indexes like 0
         if source_id not in self.prompt:
             return _input_error("bad_linked_input", f"Input {item.name} links to node {source_id}, which is not in "
                                 "the prompt", item, value, linked_node=value)
@@ -193,7 +221,7 @@ class _PromptValidator:
                                            item, value)
         if item.is_combo:
             allowed = set(item.choices) if item.choices is not None else self.listing(item.choice_source or "")
-            if value not in allowed:
+            if isinstance(value, (dict, list)) or value not in allowed:  # unhashable: never a choice
                 options = list(item.choices) if item.choices is not None else sorted(allowed)
                 error = _input_error("value_not_in_list", "Value not in list", item, value)
                 error["details"] = f"{item.name}: '{value}' not in {_elided(options)}"
@@ -249,8 +277,8 @@ def _unknown_types(prompt: Mapping[str, Any], registry: NodeRegistry) -> tuple[d
         elif node["class_type"] not in registry:
             meta = node.get("_meta")
             title = meta.get("title", node["class_type"]) if isinstance(meta, Mapping) else node["class_type"]
-            error = request_error("missing_node_type", f"Node '{title}' not found. The custom node may not be "
-                                  "installed.", f"Node ID '#{node_id}'",
+            error = request_error("missing_node_type", f"Node '{title}' not found: "
+                                  f"{describe_missing_type(node['class_type'])}.", f"Node ID '#{node_id}'",
                                   {"node_id": node_id, "class_type": node["class_type"], "node_title": title})
         else:
             continue
@@ -291,11 +319,13 @@ def validate_prompt(
     folders: Folders | None = None,
     choices: ChoiceLister | None = None,
     partial_targets: list[str] | None = None,
+    max_tensor_bytes: int | None = None,
 ) -> ValidationResult:
     """Validate an API-format prompt; see the module docstring for the semantics.
 
     `folders` fills folder-backed combos and gives node hooks their context; `choices` may
-    override the combo listing (tests).
+    override the combo listing (tests). `max_tensor_bytes` is the most a node's outputs may
+    take (`--max-tensor-bytes`); None derives it from the machine's memory.
     """
     choices = choices or (folders.choices if folders else no_choices)
     contexts = _context_factory(folders) if folders else None
@@ -320,6 +350,11 @@ def validate_prompt(
         return ValidationResult(False, request_error("prompt_no_outputs", "Prompt has no outputs"), [], {})
     validator = _PromptValidator(prompt, registry, choices, contexts)
     order = _walk_upstream(validator, outputs)
+    budget = max_tensor_bytes if max_tensor_bytes is not None else default_max_tensor_bytes()
+    too_big = check_budget(order, validator.normalised, validator.spec, contexts=contexts, max_tensor_bytes=budget,
+                           skip=lambda node_id: node_id in validator.errors)
+    for node_id, error in too_big.items():
+        validator.errors.setdefault(node_id, []).append(error)
     valid: dict[str, bool] = {}
     for node_id in order:  # post-order: every upstream is decided before its consumers
         valid[node_id] = node_id not in validator.errors and all(

@@ -7,8 +7,9 @@ values (DNS rebinding, security.md §1.5), the parsing of a ComfyUI-style `--lis
 authentication (security.md §1.6). It also defines `SecurityError`, which server/security.py
 raises too and re-exports as part of its API.
 
-Standard library only: it never imports aiohttp, torch or the engine, so server/client.py can
-use the loopback rule without pulling in the server. No module-level mutable state.
+Standard library only (psutil, imported lazily, lists this machine's interface addresses for a
+wildcard bind): it never imports aiohttp, torch or the engine, so server/client.py can use the
+loopback rule without pulling in the server. No module-level mutable state.
 """
 
 from __future__ import annotations
@@ -109,6 +110,23 @@ def _is_wildcard_address(address: str) -> bool:
         return ipaddress.ip_address(host).is_unspecified
     except ValueError:
         return False
+
+
+def machine_addresses() -> frozenset[str]:
+    """This machine's own interface addresses (IPv4 and IPv6, zone ids dropped), as Host names.
+
+    A server bound to 0.0.0.0 or :: answers on each of them; an IP literal cannot be rebound to
+    another site, so accepting them as Host keeps the DNS-rebinding defence intact.
+    """
+    import psutil
+
+    found = set()
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            address = entry.address.split("%", 1)[0]
+            if _is_ip_literal(address):
+                found.add(_bare_host(address))
+    return frozenset(found)
 
 
 def check_bind(listen: list[str], token: str | None, insecure_no_auth: bool) -> None:

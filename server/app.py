@@ -4,14 +4,16 @@
 mounted both bare and under `/api`, behind the security middleware. A cleanup context
 recovers the persistent queue (a prompt that was running when the process died is marked
 interrupted, never silently re-run), starts the single worker thread, and on shutdown
-closes the websockets, stops the worker and closes the store.
+closes the websockets, stops the worker and closes the store. `serve` first locks the queue
+database (one server per queue, server/queue_lock.py), then answers while the nodes still load
+(server/startup.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -19,10 +21,16 @@ from aiohttp import web
 from engine.media import remove_stale_temp_files
 from engine.paths import Folders
 from engine.runtime import Runtime
-from server.appkeys import HUB, RUNTIME, SECURITY, STORE, WEB_DIR, WORKER
+from server.appkeys import HUB, NODES, POOLS, PREVIEWS, REDACTOR, RUNTIME, SECURITY, STORE, WEB_DIR, WORKER
 from server.file_routes import file_routes
+from server.jobs import job_routes
+from server.pools import Pools
+from server.previews import PreviewCache
+from server.queue_lock import hold_queue_lock
+from server.redaction import PathRedactor
 from server.routes import routes
 from server.security import RedactingAccessLogger, SecurityConfig, install_security
+from server.startup import NodeLoading, nodes_gate
 from server.store import PromptStore
 from server.worker import EventBridge, PromptWorker
 from server.workflow_routes import workflow_routes
@@ -40,7 +48,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 def _add_routes(app: web.Application) -> None:
     """Every route bare and under /api, as ComfyUI mounts them; static web files last."""
-    definitions = [*routes, *file_routes, *workflow_routes, web.get("/ws", websocket)]
+    definitions = [*routes, *job_routes, *file_routes, *workflow_routes, web.get("/ws", websocket)]
     for prefix in ("", "/api"):
         for definition in definitions:
             if isinstance(definition, web.RouteDef):
@@ -50,16 +58,21 @@ def _add_routes(app: web.Application) -> None:
 
 
 def create_app(runtime: Runtime, security: SecurityConfig, *, db_path: Path | None = None,
-               web_dir: Path = DEFAULT_WEB_DIR) -> web.Application:
+               web_dir: Path = DEFAULT_WEB_DIR, nodes: NodeLoading | None = None) -> web.Application:
+    """The app; `nodes` is the registry still loading in the background (default: already complete)."""
     app = web.Application(client_max_size=security.client_max_size)
     install_security(app, security)
+    nodes = nodes or NodeLoading()
+    app.middlewares.append(nodes_gate(nodes))
     store = PromptStore(db_path or runtime.folders.user_dir / DB_NAME)
     bridge = EventBridge()
-    worker = PromptWorker(runtime.executor, store, bridge)
+    redactor = PathRedactor.for_folders(runtime.folders)
+    worker = PromptWorker(runtime.executor, store, bridge, redact=redactor.redact_value)
     hub = SocketHub(server_features(security.max_upload_size), worker.catch_up, store.queue_remaining)
     bridge.connect(hub.deliver)
     app[RUNTIME], app[SECURITY], app[WEB_DIR] = runtime, security, web_dir
     app[STORE], app[WORKER], app[HUB] = store, worker, hub
+    app[POOLS], app[PREVIEWS], app[REDACTOR], app[NODES] = Pools.create(), PreviewCache(), redactor, nodes
     _add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     return app
@@ -77,10 +90,10 @@ def _recover(store: PromptStore, folders: Folders) -> None:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     store, worker = app[STORE], app[WORKER]
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, _recover, store, app[RUNTIME].folders)
+    await loop.run_in_executor(app[POOLS].control, _recover, store, app[RUNTIME].folders)
     worker.bridge.attach(loop)
-    worker.start()
-    watchdog = asyncio.ensure_future(_watch_worker(worker))
+    # The worker claims recovered prompts at once, so it starts only when every node is registered.
+    watchdog = asyncio.ensure_future(_start_worker_when_ready(app[NODES], worker))
     try:
         yield
     finally:
@@ -88,6 +101,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await app[HUB].close_all()
         await loop.run_in_executor(None, worker.stop)
         await loop.run_in_executor(None, store.close)
+        app[POOLS].shutdown()
+
+
+async def _start_worker_when_ready(nodes: NodeLoading, worker: PromptWorker) -> None:
+    try:
+        await nodes.wait()
+    except Exception:
+        return  # logged by NodeLoading; requests are answered 503 naming the failure
+    worker.start()
+    await _watch_worker(worker)
 
 
 async def _watch_worker(worker: PromptWorker) -> None:
@@ -104,9 +127,18 @@ def describe_bind(security: SecurityConfig) -> str:
     return f"Flowmill serving on {hosts}; auth: {auth}"
 
 
-def serve(runtime: Runtime, security: SecurityConfig) -> None:
-    """Run the server until interrupted (blocking)."""
-    app = create_app(runtime, security)
-    print(describe_bind(security), flush=True)
-    web.run_app(app, host=list(security.listen), port=security.port, access_log_class=RedactingAccessLogger,
-                print=None)
+def serve(runtime: Runtime, security: SecurityConfig, *, load_nodes: Callable[[], None] | None = None) -> None:
+    """Run the server until interrupted (blocking).
+
+    Raises QueueInUseError (server/queue_lock.py) when another live server holds this queue.
+    `load_nodes` fills `runtime.registry`; it runs on a background thread while the server
+    already serves the page, so the first response does not wait for every node module.
+    """
+    queue_lock = hold_queue_lock(runtime.folders.user_dir / DB_NAME)
+    try:
+        app = create_app(runtime, security, nodes=NodeLoading(load_nodes))
+        print(describe_bind(security), flush=True)
+        web.run_app(app, host=list(security.listen), port=security.port, access_log_class=RedactingAccessLogger,
+                    print=None)
+    finally:
+        queue_lock.close()

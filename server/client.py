@@ -337,17 +337,18 @@ def submit_workflow(path: Path, server: str, overrides: Sequence[str], *, out_di
         TerminalProgress,
         WorkflowError,
         apply_overrides,
-        load_workflow_file,
+        read_workflow_file,
         to_api_prompt,
     )
 
     client = ComfyClient(server, token)
     prompt: dict[str, Any] = {}
     try:
-        workflow, extra_pnginfo = load_workflow_file(path, png_text=_png_text)
+        source = read_workflow_file(path, png_text=_png_text)
         object_info = client.get_json("/object_info")
-        prompt = apply_overrides(to_api_prompt(workflow, object_info), overrides, object_info)
-        extra_data = {"extra_pnginfo": extra_pnginfo} if extra_pnginfo else {}
+        converted = to_api_prompt(source.workflow, object_info, fallback_prompt=source.embedded_prompt)
+        prompt = apply_overrides(converted, overrides, object_info)
+        extra_data = {"extra_pnginfo": source.extra_pnginfo} if source.extra_pnginfo else {}
         with client:
             outcome = client.run_prompt(prompt, extra_data, TerminalProgress(prompt=prompt))
         if outcome.status != "success":

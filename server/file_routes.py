@@ -5,7 +5,9 @@ sides), and files are served through `server.serving.file_response`, which turns
 SVG, XML and script types into downloads. Uploads must decode as an allowed image format
 within the pixel budget before anything is written, and are written atomically. A path that
 leaves its root is 403, a malformed one 400, an image Pillow cannot identify 415. Path checks,
-stats, folder walks and Pillow all run in the thread pool, never on the event loop.
+stats and writes run on the app's file pool, Pillow on its small image pool (server/pools.py),
+folder walks on the default pool, never on the event loop; converted previews are cached (server/previews.py). Error text
+sent to clients names paths relative to their roots, never the server's absolute paths.
 """
 
 from __future__ import annotations
@@ -13,21 +15,29 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
-from aiohttp import hdrs, web
+from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from PIL import Image
 
 from engine.media import ImageDecodeError, atomic_write_bytes, encode_png, open_image_safely
 from engine.paths import MODEL_FOLDERS, Folders, PathEscapeError, UnsafePathError, resolve_under
-from server.appkeys import RUNTIME, WEB_DIR
+from server.appkeys import POOLS, PREVIEWS, REDACTOR, RUNTIME, SECURITY, WEB_DIR
+from server.pools import run_on
 from server.routes import off_loop
 from server.serving import content_disposition, file_response
 
 file_routes = web.RouteTableDef()
+T = TypeVar("T")
 PREVIEW_FORMATS = {"webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}
 DEFAULT_PREVIEW_QUALITY = 90
 CONVERTIBLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# Text fields of an upload (type, subfolder, overwrite, original_ref) are short.
+MAX_UPLOAD_FIELD_BYTES = 64 * 1024
 
 
 _HTTP_ERRORS: dict[int, type[web.HTTPException]] = {
@@ -35,8 +45,11 @@ _HTTP_ERRORS: dict[int, type[web.HTTPException]] = {
 
 
 def _bad_request(message: str, status: int = 400) -> web.HTTPException:
-    """A JSON error response to raise; `status` is one of _HTTP_ERRORS."""
-    return _HTTP_ERRORS[status](text=json.dumps({"error": message}), content_type="application/json")
+    """A JSON error response to raise; `status` is 413 or one of _HTTP_ERRORS."""
+    body = json.dumps({"error": message})
+    if status == 413:
+        return web.HTTPRequestEntityTooLarge(0, text=body, content_type="application/json")
+    return _HTTP_ERRORS[status](text=body, content_type="application/json")
 
 
 def _path_error(error: UnsafePathError) -> web.HTTPException:
@@ -74,20 +87,47 @@ def _existing_file(folders: Folders, folder_type: str, subfolder: str, filename:
     return path
 
 
+async def on_files(request: web.Request, function: Callable[..., T], *args: Any) -> T:
+    """Run quick file work (path checks, stats, writes) on the file pool; errors without server paths."""
+    return await _run_redacted(request, request.app[POOLS].files, function, *args)
+
+
+async def on_images(request: web.Request, function: Callable[..., T], *args: Any) -> T:
+    """Run Pillow work on the small, low-priority image pool; errors without server paths."""
+    return await _run_redacted(request, request.app[POOLS].images, function, *args)
+
+
+async def _run_redacted(request: web.Request, pool: ThreadPoolExecutor, function: Callable[..., T], *args: Any) -> T:
+    try:
+        return await run_on(pool, function, *args)
+    except web.HTTPException as error:
+        if error.text:
+            error.text = request.app[REDACTOR].redact(error.text)
+        raise
+
+
 @file_routes.get("/view")
 async def view(request: web.Request) -> web.StreamResponse:
     filename = request.query.get("filename", "")
     if not filename:
         raise _bad_request("filename is required")
-    path = await off_loop(_existing_file, request.app[RUNTIME].folders, request.query.get("type", "output"),
+    path = await on_files(request, _existing_file, request.app[RUNTIME].folders, request.query.get("type", "output"),
                           request.query.get("subfolder", ""), filename)
     preview, channel = request.query.get("preview"), request.query.get("channel")
     if (preview or channel) and path.suffix.lower() in CONVERTIBLE_SUFFIXES:
-        body, fmt = await off_loop(_converted_image, path, preview, channel)
+        key = (await on_files(request, _file_identity, path), preview, channel)
+        body, fmt = await request.app[PREVIEWS].get(
+            key, lambda: on_images(request, _converted_image, path, preview, channel))
         extension = fmt.lower()
         return web.Response(body=body, content_type=f"image/{extension}", headers={
             hdrs.CONTENT_DISPOSITION: content_disposition("inline", f"{path.stem}.{extension}")})
     return file_response(path, path.name)
+
+
+def _file_identity(path: Path) -> tuple[str, int, int]:
+    """What makes a cached preview stale: the real path, its size and its modification time."""
+    status = path.stat()
+    return str(path), status.st_size, status.st_mtime_ns
 
 
 def _preview_settings(preview: str | None) -> tuple[str, int]:
@@ -123,15 +163,60 @@ def _converted_image(path: Path, preview: str | None, channel: str | None) -> tu
 
 
 async def _read_upload(request: web.Request) -> tuple[str, bytes, dict[str, str]]:
-    """(client file name, bytes, text fields) of a multipart upload; the file is read off the loop."""
-    post = await request.post()
-    upload = post.get("image")
-    if upload is None or not hasattr(upload, "file") or not upload.filename:
+    """(client file name, bytes, text fields) of a multipart upload; the image is checked off the loop.
+
+    Every malformed body (no boundary, truncated, a part without a name, a nested multipart
+    part, undecodable field text) is a 400 naming the problem, never a 500.
+    """
+    if request.content_type != "multipart/form-data":
+        raise _bad_request(f"an upload must be multipart/form-data, got {request.content_type!r}")
+    try:
+        filename, data, fields = await _parse_multipart(request, request.app[SECURITY].max_upload_size)
+    except HttpProcessingError as error:  # a part's header lines (NUL, CR or LF inside, no colon)
+        raise _bad_request(f"malformed multipart body: {error.message}") from None
+    except (ValueError, LookupError) as error:  # aiohttp's parse errors; LookupError: an unknown charset
+        raise _bad_request(f"malformed multipart body: {error}") from None
+    await on_images(request, _check_image, data, filename)
+    return filename, data, fields
+
+
+async def _parse_multipart(request: web.Request, limit: int) -> tuple[str, bytes, dict[str, str]]:
+    """The upload's parts, read within `limit` bytes in all (a chunked body declares no length)."""
+    reader = await request.multipart()
+    image: tuple[str, bytes] | None = None
+    fields: dict[str, str] = {}
+    remaining = limit
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise _bad_request("malformed multipart body: nested multipart parts are not accepted")
+        if not part.name:
+            raise _bad_request("malformed multipart body: a part has no name (Content-Disposition: form-data; "
+                               "name=\"...\")")
+        if part.name == "image":
+            if not part.filename:
+                raise _bad_request("multipart field 'image' has no filename")
+            image = (part.filename, await _read_part(part, remaining, limit))
+            remaining -= len(image[1])
+        else:
+            raw = await _read_part(part, min(MAX_UPLOAD_FIELD_BYTES, remaining), limit)
+            remaining -= len(raw)
+            fields[part.name] = raw.decode(part.get_charset(default="utf-8"))
+    if image is None:
         raise _bad_request("multipart field 'image' with a file name is required")
-    fields = {key: str(value) for key, value in post.items() if isinstance(value, str)}
-    data = await off_loop(upload.file.read)  # aiohttp spools large parts to a temporary file
-    await off_loop(_check_image, data, upload.filename)
-    return upload.filename, data, fields
+    return image[0], image[1], fields
+
+
+async def _read_part(part: BodyPartReader, limit: int, upload_limit: int) -> bytes:
+    """A part's raw bytes (no transfer decoding: browsers send none), refused past `limit` bytes."""
+    chunks, size = [], 0
+    while chunk := await part.read_chunk():
+        size += len(chunk)
+        if size > limit:
+            if limit < MAX_UPLOAD_FIELD_BYTES or part.name == "image":
+                raise _bad_request(f"the upload is larger than {upload_limit:,} bytes in all", 413)
+            raise _bad_request(f"multipart field {part.name!r} is larger than {limit:,} bytes", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _check_image(data: bytes, name: str) -> None:
@@ -158,7 +243,8 @@ def _free_name(path: Path, data: bytes, overwrite: bool) -> tuple[Path, bool]:
 @file_routes.post("/upload/image")
 async def upload_image(request: web.Request) -> web.Response:
     filename, data, fields = await _read_upload(request)
-    return web.json_response(await off_loop(_store_upload, request.app[RUNTIME].folders, fields, filename, data))
+    return web.json_response(await on_files(request, _store_upload, request.app[RUNTIME].folders, fields, filename,
+                                            data))
 
 
 def _store_upload(folders: Folders, fields: dict[str, str], filename: str, data: bytes) -> dict[str, str]:
@@ -192,11 +278,12 @@ async def upload_mask(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError, AttributeError):
         raise _bad_request("original_ref must be JSON with filename, subfolder and type") from None
     try:
-        original = await off_loop(_existing_file, folders, *where)
+        original = await on_files(request, _existing_file, folders, *where)
     except web.HTTPNotFound:
         raise _bad_request(f"original image not found: {where[2]}", 404) from None
-    merged = await off_loop(_merge_alpha, original, data)
-    return web.json_response(await off_loop(_store_upload, folders, {**fields, "overwrite": "true"}, filename, merged))
+    merged = await on_images(request, _merge_alpha, original, data)
+    return web.json_response(await on_files(request, _store_upload, folders, {**fields, "overwrite": "true"}, filename,
+                                            merged))
 
 
 def _merge_alpha(original: Path, mask_data: bytes) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -109,17 +110,23 @@ def _succeeded(event: ExecutionSucceeded) -> list[Message]:
     return [Message("execution_success", {"prompt_id": event.prompt_id, "timestamp": event.timestamp})]
 
 
+def _now_ms() -> int:
+    # ComfyUI stamps every history message; the jobs API reads a run's end time from it.
+    return int(time.time() * 1000)
+
+
 def _failed(event: ExecutionFailed) -> list[Message]:
     return [Message("execution_error", {
         "prompt_id": event.prompt_id, "node_id": event.node_id, "node_type": event.node_type,
         "executed": event.executed, "exception_message": event.exception_message,
         "exception_type": event.exception_type, "traceback": event.traceback,
-        "current_inputs": event.current_inputs, "current_outputs": event.current_outputs})]
+        "current_inputs": event.current_inputs, "current_outputs": event.current_outputs, "timestamp": _now_ms()})]
 
 
 def _interrupted(event: ExecutionInterrupted) -> list[Message]:
     return [Message("execution_interrupted", {"prompt_id": event.prompt_id, "node_id": event.node_id,
-                                              "node_type": event.node_type, "executed": event.executed})]
+                                              "node_type": event.node_type, "executed": event.executed,
+                                              "timestamp": _now_ms()})]
 
 
 # One lookup per event instead of an isinstance chain: this runs for every node of every prompt.

@@ -1,14 +1,16 @@
 """ComfyUI's prompt, queue, history and info routes (comfyui-compat.md §11), as top-level handlers.
 
 Every route here is also mounted under `/api` by the app factory. Handlers never block the
-loop: validation, SQLite and folder listings run in the default thread pool, torch work
-only on the worker thread.
+loop: SQLite calls and system stats run on the control pool (server/pools.py), so they never
+wait behind file work; validation and folder listings on the default pool; torch work only on
+the worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import platform
 import sys
 import time
@@ -21,8 +23,9 @@ from aiohttp import web
 
 from engine.convert import is_ui_workflow, load_workflow
 from engine.validation import request_error, validate_prompt
-from server.appkeys import HUB, RUNTIME, STORE, WORKER
+from server.appkeys import HUB, POOLS, REDACTOR, RUNTIME, STORE, WORKER
 from server.messages import status_message
+from server.pools import run_on
 from server.store import SENSITIVE_EXTRA_DATA_KEYS
 
 if TYPE_CHECKING:
@@ -40,6 +43,11 @@ async def off_loop(function: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
+async def control(request: web.Request, function: Callable[..., T], *args: Any) -> T:
+    """Run a short blocking call (the SQLite store, system stats) on the control pool."""
+    return await run_on(request.app[POOLS].control, function, *args)
+
+
 async def read_json(request: web.Request) -> Any:
     """Parse the body as JSON whatever its Content-Type, as ComfyUI does for script clients."""
     try:
@@ -52,13 +60,13 @@ async def read_json(request: web.Request) -> Any:
 async def broadcast_status(app: web.Application) -> None:
     """Tell every client the queue length; the count is read off the loop, since the store's lock
     can be held through a worker's `synchronous=FULL` commit."""
-    remaining = await off_loop(app[STORE].queue_remaining)
+    remaining = await run_on(app[POOLS].control, app[STORE].queue_remaining)
     app[HUB].deliver([(status_message(remaining), None)])
 
 
 @routes.get("/prompt")
 async def get_prompt(request: web.Request) -> web.Response:
-    remaining = await off_loop(request.app[STORE].queue_remaining)
+    remaining = await control(request, request.app[STORE].queue_remaining)
     return web.json_response({"exec_info": {"queue_remaining": remaining}})
 
 
@@ -74,24 +82,29 @@ async def post_prompt(request: web.Request) -> web.Response:
         try:
             prompt = await off_loop(_convert_canvas, runtime, prompt)
         except ValueError as error:
-            return web.json_response({"error": request_error("invalid_prompt", "Cannot convert the UI "
-                                      "workflow", str(error)), "node_errors": {}}, status=400)
+            reason = request.app[REDACTOR].redact(str(error))
+            return web.json_response({"error": request_error("invalid_prompt", f"Cannot convert the UI workflow: "
+                                      f"{reason}", reason), "node_errors": {}}, status=400)
     targets = body.get("partial_execution_targets")
     checked = await off_loop(lambda: validate_prompt(prompt, runtime.registry, folders=runtime.folders,
-                                                     partial_targets=targets))
+                                                     partial_targets=targets,
+                                                     max_tensor_bytes=runtime.max_tensor_bytes))
     if not checked.ok:
-        return web.json_response({"error": checked.error, "node_errors": checked.node_errors}, status=400)
+        redact = request.app[REDACTOR].redact_value
+        return web.json_response({"error": redact(checked.error), "node_errors": redact(checked.node_errors)},
+                                 status=400)
     prompt_id = str(body.get("prompt_id") or uuid.uuid4())
     if not isinstance(body.get("extra_data") or {}, dict):
         return web.json_response({"error": request_error("invalid_prompt", "extra_data must be an object",
                                   f"got {type(body['extra_data']).__name__}"), "node_errors": {}}, status=400)
     extra_data = _extra_data(body)
     store = request.app[STORE]
-    number = body.get("number")
     try:
+        number = _queue_number(body.get("number"))
+        front = _front_flag(body.get("front"))
         if number is None:
-            number = await off_loop(store.next_number, bool(body.get("front")))
-        await off_loop(store.enqueue, prompt_id, float(number), checked.prompt, extra_data, checked.outputs)
+            number = await control(request, store.next_number, front)
+        await control(request, store.enqueue, prompt_id, float(number), checked.prompt, extra_data, checked.outputs)
     except (ValueError, TypeError) as error:
         return web.json_response({"error": request_error("invalid_prompt", "Cannot queue the prompt", str(error)),
                                   "node_errors": {}}, status=400)
@@ -101,6 +114,44 @@ async def post_prompt(request: web.Request) -> web.Response:
     request.app[WORKER].wake()
     number = int(number) if float(number).is_integer() else float(number)  # ComfyUI sends whole numbers as ints
     return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": checked.node_errors})
+
+
+# Queue numbers are stored as floats: beyond 2**53 they stop being exact, and far beyond they
+# overflow (a 401-digit "number" used to answer 500).
+MAX_QUEUE_NUMBER = 2**53
+
+
+def _queue_number(value: Any) -> float | int | None:
+    """The client's `number` (None: the server picks one), or ValueError naming what is wrong."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # ComfyUI takes float(number), so numeric strings work there too
+        shown = f"{value[:20]!r}..." if len(value) > 20 else repr(value)
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise ValueError(f"number must be a number, got the string {shown}") from None
+        if not math.isfinite(parsed) or abs(parsed) > MAX_QUEUE_NUMBER:
+            raise ValueError(f"number must be between -2**53 and 2**53, got {shown} ({len(value)} characters)")
+        return parsed
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"number must be a JSON number, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"number must be finite, got {value}")
+    if abs(value) > MAX_QUEUE_NUMBER:
+        shown = f"a {len(str(abs(value)))}-digit number" if isinstance(value, int) else f"{value:g}"
+        raise ValueError(f"number must be between -2**53 and 2**53, got {shown}")
+    return value
+
+
+def _front_flag(value: Any) -> bool:
+    """ComfyUI's `front`: true queues the prompt before all others. A boolean, 0/1 or null."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    shown = f"a {len(str(abs(value)))}-digit number" if isinstance(value, int) else type(value).__name__
+    raise ValueError(f"front must be true or false, got {shown}")
 
 
 def _convert_canvas(runtime: Runtime, canvas: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +172,7 @@ def _extra_data(body: dict[str, Any]) -> dict[str, Any]:
 
 @routes.get("/queue")
 async def get_queue(request: web.Request) -> web.Response:
-    running, pending = await off_loop(request.app[STORE].queue)
+    running, pending = await control(request, request.app[STORE].queue)
     return web.json_response({"queue_running": [item.as_comfy_tuple() for item in running],
                               "queue_pending": [item.as_comfy_tuple() for item in pending]})
 
@@ -131,9 +182,9 @@ async def clear_or_delete(request: web.Request, clear: Callable[[], Any],
     """ComfyUI's `{"clear": true}` / `{"delete": [ids]}` bodies of POST /queue and POST /history."""
     body = await read_json(request)
     if isinstance(body, dict) and body.get("clear"):
-        await off_loop(clear)
+        await control(request, clear)
     if isinstance(body, dict) and isinstance(body.get("delete"), list):
-        await off_loop(delete, [str(item) for item in body["delete"]])
+        await control(request, delete, [str(item) for item in body["delete"]])
 
 
 @routes.post("/queue")
@@ -152,28 +203,6 @@ async def post_interrupt(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-@routes.post("/jobs/{prompt_id}/cancel")
-async def cancel_job(request: web.Request) -> web.Response:
-    """Idempotent cancel: removes a pending prompt or interrupts the running one."""
-    prompt_id = request.match_info["prompt_id"]
-    cancelled = bool(await off_loop(request.app[STORE].delete_pending, [prompt_id]))
-    cancelled = cancelled or request.app[WORKER].interrupt(prompt_id)
-    if cancelled:
-        await broadcast_status(request.app)
-    return web.json_response({"cancelled": cancelled})
-
-
-@routes.get("/jobs/{prompt_id}")
-async def get_job(request: web.Request) -> web.Response:
-    """The real state of a prompt id, so a poller never reads a queued or cancelled prompt as gone.
-
-    404 (with the same body) only for an id the server never accepted or has forgotten.
-    """
-    prompt_id = request.match_info["prompt_id"]
-    state = await off_loop(request.app[STORE].state_of, prompt_id)
-    return web.json_response({"id": prompt_id, "status": state or "not_found"}, status=200 if state else 404)
-
-
 @routes.post("/free")
 async def post_free(request: web.Request) -> web.Response:
     body = await read_json(request)
@@ -189,12 +218,12 @@ async def get_history(request: web.Request) -> web.Response:
         offset = int(request.query["offset"]) if "offset" in request.query else None
     except ValueError:
         raise web.HTTPBadRequest(text="max_items and offset must be integers") from None
-    return web.json_response(await off_loop(request.app[STORE].history, max_items, offset))
+    return web.json_response(await control(request, request.app[STORE].history, max_items, offset))
 
 
 @routes.get("/history/{prompt_id}")
 async def get_history_item(request: web.Request) -> web.Response:
-    return web.json_response(await off_loop(request.app[STORE].history_item, request.match_info["prompt_id"]))
+    return web.json_response(await control(request, request.app[STORE].history_item, request.match_info["prompt_id"]))
 
 
 @routes.post("/history")
@@ -224,7 +253,7 @@ async def get_object_info_node(request: web.Request) -> web.Response:
 @routes.get("/system_stats")
 async def get_system_stats(request: web.Request) -> web.Response:
     # CUDA queries can wait behind the worker's kernels; /proc reads are file reads.
-    return web.json_response(await off_loop(_system_stats, request.app[RUNTIME].device))
+    return web.json_response(await control(request, _system_stats, request.app[RUNTIME].device))
 
 
 def _system_stats(device: torch.device) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from server.addresses import (
     _normalise_host_entry,
     check_bind,
     is_loopback_address,
+    machine_addresses,
     parse_host,
 )
 
@@ -47,13 +48,18 @@ UPLOAD_ROUTES = ("/upload/image", "/upload/mask")
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The index page is all a browser may fetch without the token; it then logs in with ?token=.
 PUBLIC_ROUTES = frozenset({("GET", "/"), ("HEAD", "/")})
+# connect-src 'self' also covers ws:/wss: to the page's own host and port (CSP Level 3), so the
+# page can open its websocket and nothing else; frame-ancestors stops other sites framing the
+# canvas (clickjacking), as X-Frame-Options does for older browsers.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; "
-    "style-src 'self' 'unsafe-inline'; script-src 'self'"
+    "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'"
 )
 # Token characters that survive a cookie value, a websocket subprotocol and a header unquoted.
 _MIN_TOKEN_CHARS = 16
 _TOKEN_PATTERN = re.compile(rf"[A-Za-z0-9._~-]{{{_MIN_TOKEN_CHARS},}}")
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -125,20 +131,28 @@ class _Policy:
     """The config plus what is derived from it once, when the middleware is built."""
 
     config: SecurityConfig
-    host_names: frozenset[str]  # accepted non-loopback Host names
+    host_names: frozenset[str]  # accepted non-loopback Host names and addresses
     any_ip_host: bool  # bound to a wildcard address with a token: IP literals cannot be rebound
 
 
 def _build_policy(config: SecurityConfig) -> _Policy:
+    """Loopback, the --allowed-hosts names, and every address this server was bound to.
+
+    A wildcard bind (0.0.0.0, ::) answers on all of this machine's interface addresses, so each
+    is accepted; with a token, so is any IP literal (the address a NAT or container port-forward
+    shows the browser is not an interface address here). Names other than the allowed ones stay
+    refused whatever the bind: a rebinding page always arrives under its own name.
+    """
     names = set(config.allowed_hosts)
-    any_ip_host = False
-    if config.token is not None:
-        for address in config.listen:
-            if _is_wildcard_address(address):
-                any_ip_host = True
-            elif not is_loopback_address(address):
-                names.add(_bare_host(address))
-    return _Policy(config=config, host_names=frozenset(names), any_ip_host=any_ip_host)
+    wildcard = False
+    for address in config.listen:
+        if _is_wildcard_address(address):
+            wildcard = True
+        elif not is_loopback_address(address):
+            names.add(_bare_host(address))
+    if wildcard:
+        names |= machine_addresses()
+    return _Policy(config=config, host_names=frozenset(names), any_ip_host=wildcard and config.token is not None)
 
 
 def security_middleware(config: SecurityConfig) -> Middleware:
@@ -209,7 +223,8 @@ def _check_host(request: web.Request, policy: _Policy) -> web.Response | None:
         return None
     if policy.any_ip_host and _is_ip_literal(host):
         return None
-    return _refuse(request, 403, f"Host {host!r} is not allowed; add it to the allowed hosts to serve it")
+    return _refuse(request, 403, f"Host {host!r} is not allowed; start the server with --allowed-hosts {host} "
+                                 "to serve it under that name")
 
 
 def _check_token(request: web.Request, policy: _Policy) -> web.Response | None:
@@ -263,10 +278,21 @@ def _login(request: web.Request, token: str) -> web.Response:
 
 
 def _check_cross_site(request: web.Request, policy: _Policy) -> web.Response | None:
-    """CSRF and cross-site websocket hijacking: CORS does not stop a cross-site POST from running."""
+    """CSRF, cross-site websocket hijacking and cross-site reads.
+
+    CORS does not stop a cross-site POST from running, nor an `<img src=/view?...>` on another
+    site from learning which files exist and their sizes. So every cross-site request is
+    refused except a top-level navigation to the page itself (a link to the app, the token
+    login). Same-site requests (another port of this host, a sibling subdomain behind a proxy)
+    pass this check; their Origin is still checked on state changes. Requests without Fetch
+    Metadata (scripts, older browsers) are judged by Origin and the token alone.
+    """
+    cross_site = request.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site"
     if request.method not in STATE_CHANGING_METHODS and not is_websocket_upgrade(request):
+        if cross_site and not _is_page_navigation(request):
+            return _refuse(request, 403, "cross-site reads are not allowed: open the app from its own address")
         return None
-    if request.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site":
+    if cross_site:
         return _refuse(request, 403, "cross-site requests are not allowed")
     origin = request.headers.get(hdrs.ORIGIN)
     if origin is None:
@@ -275,6 +301,10 @@ def _check_cross_site(request: web.Request, policy: _Policy) -> web.Response | N
     if host is None or not _origin_matches(origin, host, policy.config.allowed_hosts):
         return _refuse(request, 403, f"Origin {origin!r} does not match the server's Host")
     return None
+
+
+def _is_page_navigation(request: web.Request) -> bool:
+    return request.path == "/" and request.headers.get("Sec-Fetch-Mode", "").strip().lower() == "navigate"
 
 
 def _origin_matches(origin: str, host: tuple[str, int | None], allowed_hosts: Sequence[str]) -> bool:
@@ -343,8 +373,9 @@ def _with_body_limit(request: web.Request, config: SecurityConfig) -> web.Reques
 
 
 def apply_security_headers(response: web.StreamResponse) -> None:
-    """nosniff on everything; the CSP on HTML. Headers a handler set itself are kept."""
+    """nosniff and no framing on everything; the CSP on HTML. Headers a handler set itself are kept."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
     if response.content_type == "text/html":
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
 
@@ -362,11 +393,18 @@ def install_response_headers(app: web.Application) -> None:
     app.on_response_prepare.append(_on_response_prepare)
 
 
+def printable(text: str) -> str:
+    """`text` with control characters escaped (\\r, \\n, \\x1b, ...), so it cannot forge or recolour log lines."""
+    return _CONTROL_CHARACTERS.sub(lambda match: match.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
 class RedactingAccessLogger(AbstractAccessLogger):
     """Access log lines without query strings, which can carry the login token (`/?token=`).
 
-    Use as `web.run_app(app, access_log_class=RedactingAccessLogger)` or `AppRunner(...)`.
+    The path is logged decoded, so `%0d%0a` in a URL would start a forged log line: control
+    characters are escaped. Use as `web.run_app(app, access_log_class=RedactingAccessLogger)`.
     """
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info('%s "%s %s" %d %.3fs', request.remote, request.method, request.path, response.status, time)
+        self.logger.info('%s "%s %s" %d %.3fs', request.remote, printable(request.method), printable(request.path),
+                         response.status, time)

@@ -311,6 +311,19 @@ class PromptStore:
             row = conn.execute("SELECT state FROM prompts WHERE prompt_id = ?", (prompt_id,)).fetchone()
         return None if row is None else row[0]
 
+    def record(self, prompt_id: str) -> tuple[PromptState, QueueItem, dict[str, Any] | None] | None:
+        """A prompt in any state: (state, queue item, history entry or None); None for an unknown id.
+
+        One read, so the three agree. The jobs API's single-job lookup uses it, including for
+        cancelled prompts, whose queue item outlives them as a tombstone.
+        """
+        with self._read() as conn:
+            row = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM prompts WHERE prompt_id = ?", (prompt_id,)).fetchone()
+        if row is None:
+            return None
+        entry = _history_entry(row) if row["state"] in HISTORY_STATES else None
+        return row["state"], _queue_item(row), entry
+
     def delete_history(self, prompt_ids: Iterable[str]) -> list[str]:
         """Delete the history entries of the given ids; return those deleted.
 

@@ -135,8 +135,11 @@ class _Running:
 
 
 class PromptWorker:
-    def __init__(self, executor: Executor, store: PromptStore, bridge: EventBridge) -> None:
+    def __init__(self, executor: Executor, store: PromptStore, bridge: EventBridge, *,
+                 redact: Callable[[Any], Any] = lambda value: value) -> None:
         self._executor = executor
+        # Error messages go to clients and into history: without the server's absolute paths.
+        self._redact = redact
         self._store = store
         self.bridge = bridge
         self._wakeup = threading.Event()
@@ -231,7 +234,7 @@ class PromptWorker:
                                         running.interrupt)
             state, outputs, meta = result.status, result.outputs, result.meta
         except BaseException as error:  # an executor bug fails this prompt, never the worker
-            log.exception("prompt %s failed inside the executor", item.prompt_id)
+            log.exception("prompt %r failed inside the executor", item.prompt_id)
             self._report_crash(running, error, history)
         finally:
             with self._lock:
@@ -259,11 +262,13 @@ class PromptWorker:
                                    meta=final.meta)
                 return
             except Exception:
-                log.exception("could not record the history of prompt %s", prompt_id)
-        log.error("prompt %s could not be finished and stays 'running' until the next restart", prompt_id)
+                log.exception("could not record the history of prompt %r", prompt_id)
+        log.error("prompt %r could not be finished and stays 'running' until the next restart", prompt_id)
 
     def _publish(self, running: _Running, event: Event, history: list[list]) -> None:
         for message in messages_for(event):
+            if message.type == "execution_error":
+                message = Message(message.type, self._redact(message.data), message.image)
             if message.type in HISTORY_MESSAGE_TYPES:
                 history.append([message.type, message.data])
             if message.type == "executing":
@@ -276,5 +281,6 @@ class PromptWorker:
                 "exception_message": str(error), "exception_type": type(error).__name__,
                 "traceback": traceback.format_exception(type(error), error, error.__traceback__),
                 "current_inputs": {}, "current_outputs": {}}
+        data = self._redact(data)
         history.append(["execution_error", data])
         self.bridge.post(Message("execution_error", data), running.client_id)

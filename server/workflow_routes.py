@@ -1,10 +1,16 @@
 """The canvas's sharing routes: the templates in workflows/ and UI -> API conversion for export.
 
 `GET /flowmill/templates` lists every `*.json` workflow in `Settings.workflows_dir` (canvas
-files as `format: "canvas"`, API prompts marked `format: "api"`; anything else is skipped),
+files as `format: "canvas"`, API prompts marked `format: "api"`; anything else is skipped), with
+the title and one-line description the menu shows. Those come from the folder's index,
+`index/templates.json` (`{"templates": [{"name", "title", "description"}, ...]}`, in menu order),
+because API-format files have no place of their own for them; a file the index does not name
+follows, sorted, titled by its own `extra.title` / `extra.description` or by its file name.
 `GET /flowmill/templates/{name}` returns one of them, and `POST /flowmill/convert` turns a
 canvas workflow into the API prompt `/prompt` would run (the same `engine.convert` code), so
-"Export API" downloads exactly what the server executes. Template names go through
+"Export API" downloads exactly what the server executes. `GET /flowmill/core_node_types` lists
+the node types that ship with ComfyUI (`{"types": [sorted names]}`), so the canvas can tell a
+missing core node from a missing custom-node pack. Template names go through
 `engine.paths.resolve_under` and must be plain file names: anything else is a 404. File reads
 and conversion (object_info lists model folders) run in the thread pool.
 
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from engine.comfy_core_nodes import COMFYUI_CORE_NODE_TYPES, describe_missing_type
 from engine.convert import is_api_prompt, is_ui_workflow, load_workflow
 from engine.paths import UnsafePathError, resolve_under
 from engine.validation import request_error
@@ -33,6 +40,9 @@ if TYPE_CHECKING:
 workflow_routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
 TEMPLATE_SUFFIX = ".json"
+# The titles and descriptions of the templates, relative to the workflows folder. In a subfolder,
+# so that it is never mistaken for a workflow (every workflows/*.json is one).
+TEMPLATE_INDEX = Path("index") / "templates.json"
 # Templates are small hand-written files; a huge one is a mistake, not something to parse per listing.
 MAX_TEMPLATE_BYTES = 16 * 1024 * 1024
 
@@ -66,10 +76,37 @@ def _describe(path: Path, data: Any) -> dict[str, Any] | None:
     return entry
 
 
+def read_template_index(folder: Path) -> dict[str, dict[str, str]]:
+    """{template name: {"title", "description"}} from the folder's index, in its order; {} when
+    there is none. A malformed index is logged and ignored: the menu still lists every file."""
+    path = folder / TEMPLATE_INDEX
+    if not path.is_file():
+        return {}
+    try:
+        resolve_under(folder, TEMPLATE_INDEX.as_posix())
+        data = _read_workflow(path)
+        listed = data.get("templates") if isinstance(data, Mapping) else None
+        if not isinstance(listed, list):
+            raise ValueError('expected {"templates": [{"name": ..., "title": ..., "description": ...}, ...]}')
+    except (OSError, ValueError, RecursionError) as error:  # UnsafePathError is a ValueError
+        log.warning("template index %s ignored: %s", TEMPLATE_INDEX.as_posix(), error)
+        return {}
+    index: dict[str, dict[str, str]] = {}
+    for item in listed:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            log.warning("template index: entry %r skipped (it needs a 'name')", item)
+            continue
+        index[item["name"]] = {key: str(item[key]).strip() for key in ("title", "description")
+                               if isinstance(item.get(key), str) and item[key].strip()}
+    return index
+
+
 def list_templates(folder: Path) -> list[dict[str, Any]]:
-    """Every workflow file directly in `folder`, sorted by name; unreadable files are logged and skipped."""
+    """Every workflow file directly in `folder`: those the index names first, in its order and with
+    its titles, then the rest sorted by name. Unreadable files are logged and skipped."""
     if not folder.is_dir():
         return []
+    index = read_template_index(folder)
     entries = []
     for path in sorted(folder.glob(f"*{TEMPLATE_SUFFIX}")):
         try:
@@ -80,7 +117,10 @@ def list_templates(folder: Path) -> list[dict[str, Any]]:
             log.warning("template %s skipped: %s", path.name, error)
             continue
         if entry is not None:
+            entry.update(index.get(entry["name"], {}))
             entries.append(entry)
+    order = {name: position for position, name in enumerate(index)}
+    entries.sort(key=lambda entry: (order.get(entry["name"], len(order)), entry["name"]))
     return entries
 
 
@@ -143,11 +183,16 @@ def convert_for_export(runtime: Runtime, workflow: Mapping[str, Any]) -> dict[st
     """
     object_info = runtime.registry.object_info(runtime.folders.choices)
     prompt = load_workflow(workflow, object_info)
-    unknown = [f"node {node_id} ({node['class_type']!r})" for node_id, node in prompt.items()
+    unknown = [f"node {node_id} ({describe_missing_type(node['class_type'])})" for node_id, node in prompt.items()
                if node["class_type"] not in object_info]
     if unknown:
         raise ValueError(f"{', '.join(unknown)}: not a node type this server has, so its inputs cannot be named")
     return prompt
+
+
+@workflow_routes.get("/flowmill/core_node_types")
+async def get_core_node_types(request: web.Request) -> web.Response:
+    return web.json_response({"types": sorted(COMFYUI_CORE_NODE_TYPES)})
 
 
 @workflow_routes.post("/flowmill/convert")

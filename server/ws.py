@@ -113,7 +113,7 @@ class SocketHub:
         try:
             client.queue.put_nowait(message)
         except asyncio.QueueFull:
-            log.warning("websocket client %s is not reading; disconnecting it", client.sid)
+            log.warning("websocket client %r is not reading; disconnecting it", client.sid)
             self._drop(client)
 
     def _drop(self, client: _Client) -> None:
@@ -139,7 +139,7 @@ class SocketHub:
                         elif (text := encode_text_frame(message)) is not None:
                             await client.socket.send_str(text)
             except Exception as error:  # any send failure ends this client only
-                log.info("dropping websocket client %s: %s", client.sid, error)
+                log.info("dropping websocket client %r: %s", client.sid, error)
                 self._drop(client)
                 return
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image as PILImage
 
+from engine.node_api import TensorEstimate
+
 # ComfyUI's MAX_RESOLUTION, the bound of every width/height widget.
 MAX_RESOLUTION = 16384
 
@@ -88,7 +90,17 @@ def resize_image(
     return resized.movedim(1, -1).clamp(0.0, 1.0)
 
 
-def keep_aspect_size(image: torch.Tensor, width: int, height: int) -> tuple[int, int]:
+def image_estimate(batch: int, height: int, width: int, channels: int = 3) -> TensorEstimate:
+    """The size of a float32 IMAGE batch, for `estimate=` hooks."""
+    return TensorEstimate((batch, height, width, channels))
+
+
+def is_image_estimate(estimate: TensorEstimate) -> bool:
+    """True when an estimate has an IMAGE's rank ([batch, height, width, channels])."""
+    return len(estimate.shape) == 4
+
+
+def keep_aspect_size(image: torch.Tensor | TensorEstimate, width: int, height: int) -> tuple[int, int]:
     """Fill in a zero width or height from the other one and the image's aspect ratio."""
     old_height, old_width = image.shape[1], image.shape[2]
     if width == 0:

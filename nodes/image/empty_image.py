@@ -6,8 +6,8 @@ from typing import Annotated
 
 import torch
 
-from engine.node_api import Image, Int, node
-from nodes.image._pixels import MAX_RESOLUTION
+from engine.node_api import Image, Int, TensorEstimate, node
+from nodes.image._pixels import MAX_RESOLUTION, image_estimate
 
 
 def _rgb(color: int) -> tuple[float, float, float]:
@@ -15,7 +15,11 @@ def _rgb(color: int) -> tuple[float, float, float]:
     return ((color >> 16) & 0xFF) / 255.0, ((color >> 8) & 0xFF) / 255.0, (color & 0xFF) / 255.0
 
 
-@node(id="EmptyImage", category="image", display="Empty Image")
+def _estimate(width: int, height: int, batch_size: int) -> TensorEstimate:
+    return image_estimate(batch_size, height, width)
+
+
+@node(id="EmptyImage", category="image", display="Empty Image", estimate=_estimate)
 def empty_image(
     width: Annotated[int, Int(512, min=1, max=MAX_RESOLUTION, step=1)],
     height: Annotated[int, Int(512, min=1, max=MAX_RESOLUTION, step=1)],

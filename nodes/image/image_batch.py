@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from engine.node_api import Image, node
-from nodes.image._pixels import require_image, require_same_channels, resize_image
+from engine.node_api import Image, TensorEstimate, node
+from nodes.image._pixels import is_image_estimate, require_image, require_same_channels, resize_image
 
 
-@node(id="ImageBatch", category="image", display="Batch Images")
+def _estimate(image1: TensorEstimate, image2: TensorEstimate) -> TensorEstimate | None:
+    if not (is_image_estimate(image1) and is_image_estimate(image2)):
+        return None
+    batch, height, width, channels = image1.shape
+    return TensorEstimate((batch + image2.shape[0], height, width, channels))
+
+
+@node(id="ImageBatch", category="image", display="Batch Images", estimate=_estimate)
 def image_batch(image1: Image, image2: Image) -> Image:
     """Join two image batches; image2 is resized (centre-cropped) to image1's size if needed."""
     require_image("ImageBatch", "image1", image1)

@@ -7,8 +7,14 @@ from typing import Annotated, Literal
 
 import torch
 
-from engine.node_api import Choice, Float, Image, node
-from nodes.image._pixels import match_batch, require_image, require_same_channels, resize_image
+from engine.node_api import Choice, Float, Image, TensorEstimate, node
+from nodes.image._pixels import (
+    is_image_estimate,
+    match_batch,
+    require_image,
+    require_same_channels,
+    resize_image,
+)
 
 BlendMode = Literal["normal", "multiply", "screen", "overlay", "soft_light", "difference"]
 
@@ -34,7 +40,15 @@ _MODES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
-@node(id="ImageBlend", category="image/postprocessing", display="Image Blend")
+def _estimate(image1: TensorEstimate, image2: TensorEstimate) -> TensorEstimate | None:
+    """image1's size, with the larger batch when one of them broadcasts."""
+    if not (is_image_estimate(image1) and is_image_estimate(image2)):
+        return None
+    batch, height, width, channels = image1.shape
+    return TensorEstimate((max(batch, image2.shape[0]), height, width, channels))
+
+
+@node(id="ImageBlend", category="image/postprocessing", display="Image Blend", estimate=_estimate)
 def image_blend(
     image1: Image,
     image2: Image,

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from engine.node_api import Image, Int, node
-from nodes.image._pixels import MAX_RESOLUTION, require_image
+from engine.node_api import Image, Int, TensorEstimate, node
+from nodes.image._pixels import MAX_RESOLUTION, is_image_estimate, require_image
 
 _OFFSET_TOOLTIP = "Offset of the crop's top-left corner; clamped so at least one pixel remains."
 
 
-@node(id="ImageCrop", category="image/transform", display="Image Crop")
+def _estimate(image: TensorEstimate, width: int, height: int, x: int, y: int) -> TensorEstimate | None:
+    if not is_image_estimate(image):
+        return None
+    batch, old_height, old_width, channels = image.shape
+    left, top = min(x, old_width - 1), min(y, old_height - 1)
+    return TensorEstimate((batch, min(height, old_height - top), min(width, old_width - left), channels))
+
+
+@node(id="ImageCrop", category="image/transform", display="Image Crop", estimate=_estimate)
 def image_crop(
     image: Image,
     width: Annotated[int, Int(512, min=1, max=MAX_RESOLUTION, step=1)],

@@ -6,8 +6,10 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, NamedTuple
 
-from engine.media import open_image_safely, pil_to_tensor
-from engine.node_api import Choice, Image, Mask, NodeContext, UnsafePathError, node
+from PIL import Image as PILImage
+
+from engine.media import ALLOWED_FORMATS, open_image_safely, pil_to_tensor
+from engine.node_api import Choice, Image, Mask, NodeContext, TensorEstimate, UnsafePathError, node
 
 _HASH_CHUNK = 1024 * 1024
 
@@ -46,7 +48,24 @@ def _validate(ctx: NodeContext, image: str | None = None) -> bool | str:
     return True if _resolve(ctx, image) is not None else f"Invalid image file: {image}"
 
 
-@node(id="LoadImage", category="image", display="Load Image", fingerprint=_fingerprint, validate=_validate)
+def _estimate(ctx: NodeContext, image: str) -> tuple[TensorEstimate, TensorEstimate] | None:
+    """Every frame of the file, read from its header alone: an animated GIF or WebP decodes
+    into one batch, so 6 frames of 4000x4000 take 6 times one frame's memory."""
+    path = _resolve(ctx, image)
+    if path is None:
+        return None
+    try:
+        with PILImage.open(path, formats=list(ALLOWED_FORMATS)) as picture:
+            width, height = picture.size
+            # MPO files (stereo JPEGs) contribute their first frame only, as in pil_to_tensor.
+            frames = 1 if picture.format == "MPO" else int(getattr(picture, "n_frames", 1))
+    except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError):
+        return None  # not an image we can read: running the node reports why
+    return TensorEstimate((frames, height, width, 3)), TensorEstimate((frames, height, width))
+
+
+@node(id="LoadImage", category="image", display="Load Image", fingerprint=_fingerprint, validate=_validate,
+      estimate=_estimate)
 def load_image(
     ctx: NodeContext,
     image: Annotated[str, Choice(source="input", upload="image", tooltip="A file in the input folder.")],

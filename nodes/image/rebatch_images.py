@@ -6,15 +6,25 @@ from typing import Annotated
 
 import torch
 
-from engine.node_api import Int, Socket, node
-from nodes.image._pixels import require_image
+from engine.node_api import Int, Socket, TensorEstimate, node
+from nodes.image._pixels import is_image_estimate, require_image
 
 # With input_is_list=True the executor passes every input as a list (ComfyUI's INPUT_IS_LIST),
 # so the annotations say list while the sockets stay IMAGE and INT.
 ImageList = Annotated[list[torch.Tensor], Socket("IMAGE")]
 
 
-@node(id="RebatchImages", category="image/batch", display="Rebatch Images", input_is_list=True, output_is_list=True)
+def _estimate(images: TensorEstimate, batch_size: int) -> TensorEstimate | None:
+    """The same frames regrouped: ceil(frames / batch_size) batches of batch_size frames."""
+    if not is_image_estimate(images):
+        return None
+    frames = images.items * images.shape[0]
+    size = max(1, min(batch_size, frames))
+    return TensorEstimate((size, *images.shape[1:]), images.itemsize, items=-(-frames // size))
+
+
+@node(id="RebatchImages", category="image/batch", display="Rebatch Images", input_is_list=True, output_is_list=True,
+      estimate=_estimate)
 def rebatch_images(
     images: ImageList,
     batch_size: Annotated[list[int], Int(1, min=1, max=4096, tooltip="Images per output batch.")],

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from engine.node_api import TensorEstimate
 from nodes.image._pixels import center_crop_to_aspect
 
 # Pixels per latent cell: the 8x downsampling of every VAE loaded so far (and ComfyUI's //8).
@@ -21,6 +22,24 @@ LATENT_SCALE = 8
 WIDTH_TOOLTIP = "The width of the latent images in pixels."
 HEIGHT_TOOLTIP = "The height of the latent images in pixels."
 BATCH_TOOLTIP = "The number of latent images in the batch."
+
+
+# The widest latent of the model families Flowmill loads (SD3, FLUX: 16 channels). A sampler
+# or VAE widens latents to its model's channels, which are unknown before it runs.
+WIDEST_LATENT_CHANNELS = 16
+
+
+def latent_estimate(width: int, height: int, batch_size: int, channels: int) -> TensorEstimate:
+    """The size of `empty_latent(width, height, batch_size, channels)`, without making it."""
+    return TensorEstimate((batch_size, channels, height // LATENT_SCALE, width // LATENT_SCALE))
+
+
+def sampled_estimate(latent: TensorEstimate) -> TensorEstimate | None:
+    """A sampler's output latent: the input's size, widened to the widest model's channels."""
+    if len(latent.shape) != 4:
+        return None
+    batch, channels, height, width = latent.shape
+    return TensorEstimate((batch, max(channels, WIDEST_LATENT_CHANNELS), height, width))
 
 
 def empty_latent(width: int, height: int, batch_size: int, channels: int) -> dict[str, torch.Tensor]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from engine.node_api import Int, Latent, node
+from engine.node_api import Int, Latent, TensorEstimate, node
 from nodes.image._pixels import MAX_RESOLUTION
-from nodes.latent._latents import BATCH_TOOLTIP, HEIGHT_TOOLTIP, WIDTH_TOOLTIP, empty_latent
+from nodes.latent._latents import BATCH_TOOLTIP, HEIGHT_TOOLTIP, WIDTH_TOOLTIP, empty_latent, latent_estimate
 
 
-@node(id="EmptyLatentImage", category="latent", display="Empty Latent Image")
+def _estimate(width: int, height: int, batch_size: int) -> TensorEstimate:
+    return latent_estimate(width, height, batch_size, channels=4)
+
+
+@node(id="EmptyLatentImage", category="latent", display="Empty Latent Image", estimate=_estimate)
 def empty_latent_image(
     width: Annotated[int, Int(512, min=16, max=MAX_RESOLUTION, step=8, tooltip=WIDTH_TOOLTIP)],
     height: Annotated[int, Int(512, min=16, max=MAX_RESOLUTION, step=8, tooltip=HEIGHT_TOOLTIP)],

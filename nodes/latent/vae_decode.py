@@ -6,13 +6,21 @@ from typing import Annotated
 
 import torch
 
-from engine.node_api import Image, Input, Latent, Vae, node
-from nodes.latent._latents import require_latent, require_vae
+from engine.node_api import Image, Input, Latent, TensorEstimate, Vae, node
+from nodes.latent._latents import LATENT_SCALE, require_latent, require_vae
 
 _NODE = "VAEDecode"
 
 
-@node(id=_NODE, category="latent", display="VAE Decode")
+def _estimate(samples: TensorEstimate) -> TensorEstimate | None:
+    """RGB images 8x the latent's size (decoded to float32 on the CPU)."""
+    if len(samples.shape) != 4:
+        return None
+    batch, _, height, width = samples.shape
+    return TensorEstimate((batch, height * LATENT_SCALE, width * LATENT_SCALE, 3))
+
+
+@node(id=_NODE, category="latent", display="VAE Decode", estimate=_estimate)
 def vae_decode(
     samples: Annotated[Latent, Input(tooltip="The latent to be decoded.")],
     vae: Annotated[Vae, Input(tooltip="The VAE used for decoding the latent.")],

@@ -6,14 +6,22 @@ from typing import Annotated
 
 import torch
 
-from engine.node_api import Image, Input, Latent, Vae, node
+from engine.node_api import Image, Input, Latent, TensorEstimate, Vae, node
 from nodes.image._pixels import require_image
-from nodes.latent._latents import require_vae
+from nodes.latent._latents import LATENT_SCALE, WIDEST_LATENT_CHANNELS, require_vae
 
 _NODE = "VAEEncode"
 
 
-@node(id=_NODE, category="latent", display="VAE Encode")
+def _estimate(pixels: TensorEstimate) -> TensorEstimate | None:
+    """Latents at 1/8 of the image's size, with the widest VAE's channels (the VAE is not known yet)."""
+    if len(pixels.shape) != 4:
+        return None
+    batch, height, width, _ = pixels.shape
+    return TensorEstimate((batch, WIDEST_LATENT_CHANNELS, height // LATENT_SCALE, width // LATENT_SCALE))
+
+
+@node(id=_NODE, category="latent", display="VAE Encode", estimate=_estimate)
 def vae_encode(
     pixels: Annotated[Image, Input(tooltip="The images to be encoded.")],
     vae: Annotated[Vae, Input(tooltip="The VAE used for encoding the images.")],

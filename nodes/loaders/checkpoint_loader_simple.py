@@ -6,7 +6,7 @@ from typing import Annotated, NamedTuple
 
 from engine.node_api import Choice, Model, NodeContext, TextEncoder, Vae, node
 from modeling.loading import load_checkpoint
-from nodes.loaders._files import model_fingerprint, resolve_model_file
+from nodes.loaders._files import model_fingerprint, resolve_model_file, validate_model_name
 
 _NODE = "CheckpointLoaderSimple"
 
@@ -21,7 +21,12 @@ def _fingerprint(ctx: NodeContext, ckpt_name: str | None = None) -> str | float:
     return model_fingerprint(ctx, "checkpoints", ckpt_name)
 
 
-@node(id=_NODE, category="loaders", display="Load Checkpoint", fingerprint=_fingerprint)
+def _validate(ctx: NodeContext, ckpt_name: str | None = None) -> bool | str:
+    return validate_model_name(ctx, "checkpoints", ckpt_name)
+
+
+@node(id=_NODE, category="loaders", display="Load Checkpoint", fingerprint=_fingerprint,
+      validate=_validate)
 def checkpoint_loader_simple(
     ctx: NodeContext,
     ckpt_name: Annotated[

@@ -8,7 +8,7 @@ import torch
 
 from engine.node_api import Choice, NodeContext, TextEncoder, node
 from modeling.loading import load_text_encoder
-from nodes.loaders._files import model_fingerprint, resolve_model_file
+from nodes.loaders._files import model_fingerprint, resolve_model_file, validate_model_name
 
 _NODE = "CLIPLoader"
 
@@ -26,7 +26,12 @@ def _fingerprint(ctx: NodeContext, clip_name: str | None = None) -> str | float:
     return model_fingerprint(ctx, "text_encoders", clip_name)
 
 
-@node(id=_NODE, category="advanced/loaders", display="Load CLIP", fingerprint=_fingerprint)
+def _validate(ctx: NodeContext, clip_name: str | None = None) -> bool | str:
+    return validate_model_name(ctx, "text_encoders", clip_name)
+
+
+@node(id=_NODE, category="advanced/loaders", display="Load CLIP", fingerprint=_fingerprint,
+      validate=_validate)
 def clip_loader(
     ctx: NodeContext,
     clip_name: Annotated[str, Choice(source="text_encoders", tooltip="A text encoder file in models/text_encoders.")],

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from engine.node_api import Choice, Model, NodeContext, node
 from modeling.loading import load_diffusion_model
-from nodes.loaders._files import model_fingerprint, resolve_model_file
+from nodes.loaders._files import model_fingerprint, resolve_model_file, validate_model_name
 
 _NODE = "UNETLoader"
 
@@ -17,7 +17,12 @@ def _fingerprint(ctx: NodeContext, unet_name: str | None = None) -> str | float:
     return model_fingerprint(ctx, "diffusion_models", unet_name)
 
 
-@node(id=_NODE, category="advanced/loaders", display="Load Diffusion Model", fingerprint=_fingerprint)
+def _validate(ctx: NodeContext, unet_name: str | None = None) -> bool | str:
+    return validate_model_name(ctx, "diffusion_models", unet_name)
+
+
+@node(id=_NODE, category="advanced/loaders", display="Load Diffusion Model", fingerprint=_fingerprint,
+      validate=_validate)
 def unet_loader(
     ctx: NodeContext,
     unet_name: Annotated[str, Choice(source="diffusion_models", tooltip="A file in models/diffusion_models.")],

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from engine.node_api import Choice, NodeContext, Vae, node
 from modeling.loading import load_vae
-from nodes.loaders._files import model_fingerprint, resolve_model_file
+from nodes.loaders._files import model_fingerprint, resolve_model_file, validate_model_name
 
 _NODE = "VAELoader"
 
@@ -15,7 +15,12 @@ def _fingerprint(ctx: NodeContext, vae_name: str | None = None) -> str | float:
     return model_fingerprint(ctx, "vae", vae_name)
 
 
-@node(id=_NODE, category="loaders", display="Load VAE", fingerprint=_fingerprint)
+def _validate(ctx: NodeContext, vae_name: str | None = None) -> bool | str:
+    return validate_model_name(ctx, "vae", vae_name)
+
+
+@node(id=_NODE, category="loaders", display="Load VAE", fingerprint=_fingerprint,
+      validate=_validate)
 def vae_loader(
     ctx: NodeContext,
     vae_name: Annotated[str, Choice(source="vae", tooltip="A VAE file in models/vae.")],

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from engine.node_api import Choice, NodeContext, VelocityRefiner, node
 from modeling.velocity_refiner import load_refiner
-from nodes.loaders._files import model_fingerprint, resolve_model_file
+from nodes.loaders._files import model_fingerprint, resolve_model_file, validate_model_name
 
 _NODE = "VelocityRefinerLoader"
 _FOLDER = "velocity_refiners"
@@ -16,7 +16,12 @@ def _fingerprint(ctx: NodeContext, refiner_name: str | None = None) -> str | flo
     return model_fingerprint(ctx, _FOLDER, refiner_name)
 
 
-@node(id=_NODE, category="advanced/loaders", display="Load Velocity Refiner (FlowTurbo)", fingerprint=_fingerprint)
+def _validate(ctx: NodeContext, refiner_name: str | None = None) -> bool | str:
+    return validate_model_name(ctx, _FOLDER, refiner_name)
+
+
+@node(id=_NODE, category="advanced/loaders", display="Load Velocity Refiner (FlowTurbo)",
+      fingerprint=_fingerprint, validate=_validate)
 def velocity_refiner_loader(
     ctx: NodeContext,
     refiner_name: Annotated[

@@ -7,7 +7,8 @@ from typing import Annotated, Any, NamedTuple
 
 import torch
 
-from engine.node_api import Guider, Input, Latent, NodeContext, Noise, Sampler, Sigmas, node
+from engine.node_api import Guider, Input, Latent, NodeContext, Noise, Sampler, Sigmas, TensorEstimate, node
+from nodes.latent._latents import sampled_estimate
 from nodes.sampling._guidance import ProgressReport, prepare_latent, require_guider
 from sampling.inversion import invert, resume_noise
 from sampling.samplers import ConfiguredSampler, get_sampler, inversion_refusal
@@ -50,7 +51,13 @@ def _check_sockets(sampler: object, sigmas: object) -> ConfiguredSampler:
     return chosen
 
 
-@node(id=_NODE, category="sampling/custom_sampling", display="Invert to Noise (ODE inversion)")
+def _estimate(latent_image: TensorEstimate) -> tuple[TensorEstimate | None, TensorEstimate | None]:
+    """The inverted noise holds a state of the latent's size; the inverted latent is another."""
+    inverted = sampled_estimate(latent_image)
+    return inverted, inverted
+
+
+@node(id=_NODE, category="sampling/custom_sampling", display="Invert to Noise (ODE inversion)", estimate=_estimate)
 def invert_to_noise(
     ctx: NodeContext,
     guider: Annotated[Guider, Input(tooltip="The model and the source prompt (usually cfg 1 and the source caption).")],

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from engine.node_api import Choice, Conditioning, Float, Input, Int, Latent, Model, NodeContext, Seed, node
+from engine.node_api import (
+    Choice,
+    Conditioning,
+    Float,
+    Input,
+    Int,
+    Latent,
+    Model,
+    NodeContext,
+    Seed,
+    TensorEstimate,
+    node,
+)
+from nodes.latent._latents import sampled_estimate
 from nodes.sampling._conditioning import unpack_conditioning
 from nodes.sampling._guidance import Guider, SamplingJob, SeededNoise, prepare_latent, require_model, run_sampling
 from sampling.samplers import get_sampler, sampler_names
@@ -13,7 +26,11 @@ from sampling.schedules import compute_sigmas, scheduler_names
 _NODE = "KSampler"
 
 
-@node(id=_NODE, category="sampling", display="KSampler")
+def _estimate(latent_image: TensorEstimate) -> TensorEstimate | None:
+    return sampled_estimate(latent_image)
+
+
+@node(id=_NODE, category="sampling", display="KSampler", estimate=_estimate)
 def ksampler(
     ctx: NodeContext,
     model: Annotated[Model, Input(tooltip="The model used for denoising the input latent.")],

@@ -6,7 +6,8 @@ from typing import Annotated, NamedTuple
 
 import torch
 
-from engine.node_api import Guider, Input, Latent, NodeContext, Noise, Sampler, Sigmas, node
+from engine.node_api import Guider, Input, Latent, NodeContext, Noise, Sampler, Sigmas, TensorEstimate, node
+from nodes.latent._latents import sampled_estimate
 from nodes.sampling._guidance import SamplingJob, prepare_latent, require_guider, run_sampling
 
 _NODE = "SamplerCustomAdvanced"
@@ -28,7 +29,12 @@ def _check_sockets(noise: object, guider: object, sampler: object, sigmas: objec
         raise ValueError(f"{_NODE}: sigmas must be a 1-D SIGMAS tensor (e.g. from BasicScheduler), got {shape}")
 
 
-@node(id=_NODE, category="sampling/custom_sampling", display="SamplerCustomAdvanced")
+def _estimate(latent_image: TensorEstimate) -> tuple[TensorEstimate | None, TensorEstimate | None]:
+    sampled = sampled_estimate(latent_image)
+    return sampled, sampled
+
+
+@node(id=_NODE, category="sampling/custom_sampling", display="SamplerCustomAdvanced", estimate=_estimate)
 def sampler_custom_advanced(
     ctx: NodeContext,
     noise: Annotated[Noise, Input(tooltip="The initial noise (RandomNoise).")],

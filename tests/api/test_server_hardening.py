@@ -208,8 +208,9 @@ async def _job_status(client: TestClient, prompt_id: str, prefix: str = "") -> s
     response = await client.get(f"{prefix}/jobs/{prompt_id}")
     body = await response.json()
     assert body["id"] == prompt_id
-    assert response.status == (404 if body["status"] == "not_found" else 200)
-    return body["status"]
+    # `status` is ComfyUI's job status (server/jobs.py); `state` keeps Flowmill's finer one.
+    assert response.status == (404 if body["state"] == "not_found" else 200)
+    return body["state"]
 
 
 async def _post(client: TestClient, graph: dict) -> str:

@@ -293,8 +293,9 @@ def test_save_image_writes_pngs_with_metadata(nodes: Runner, folders: Folders,
         text = read_png_text(path)
         assert json.loads(text["prompt"]) == PROMPT
         assert json.loads(text["workflow"]) == WORKFLOW
-        decoded = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).float() / 255
-        assert torch.allclose(decoded, images[index], atol=0.5 / 255 + 1e-6)
+        decoded = np.array(Image.open(path).convert("RGB"))
+        # ComfyUI's quantisation: clip(255 * x, 0, 255) truncated to uint8.
+        assert np.array_equal(decoded, np.clip(255.0 * images[index].numpy(), 0, 255).astype(np.uint8))
     assert progress == [(1, 2), (2, 2)]
     assert not list(folders.output_dir.rglob("*.tmp"))
 
@@ -368,7 +369,7 @@ def test_load_image_round_trips_a_saved_rgba_png(nodes: Runner, folders: Folders
     name = result.ui["images"][0]["filename"] + " [output]"
     assert nodes.validate("LoadImage", image=name) is True
     image, mask = nodes.run("LoadImage", image=name)
-    quantised = (rgba * 255).round() / 255
+    quantised = (rgba * 255).clamp(0, 255).floor() / 255  # ComfyUI's truncating quantisation
     assert image.shape == (1, 5, 7, 3) and mask.shape == (1, 5, 7)
     assert torch.allclose(image, quantised[..., :3], atol=1e-6)
     assert torch.allclose(mask, 1 - quantised[..., 3], atol=1e-6)
@@ -447,7 +448,10 @@ def test_generate_invert_save_then_load(pipeline: Pipeline, folders: Folders) ->
     result = pipeline.run(load, extra_data=EXTRA).result
     (preview,) = result.outputs["2"]["images"]
     with Image.open(folders.temp_dir / preview["filename"]) as shown:
-        assert shown.getpixel((0, 0)) == (255 - 0x33, 255 - 0x66, 255 - 0x99)
+        # ComfyUI truncates: 1 - 0x99/255 in float32 is 101.99998 / 255, saved as 101.
+        inverted = 1.0 - np.array([0x33, 0x66, 0x99], dtype=np.float32) / 255.0
+        assert shown.getpixel((0, 0)) == tuple(np.clip(255.0 * inverted, 0, 255).astype(np.uint8).tolist())
+        assert shown.getpixel((0, 0)) == (255 - 0x33, 255 - 0x66, 255 - 0x99 - 1)
 
 
 def test_load_image_cache_follows_the_file(pipeline: Pipeline, folders: Folders) -> None:

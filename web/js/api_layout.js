@@ -4,16 +4,32 @@
  *
  * An API prompt has no positions, sockets or widget order, so the canvas file is rebuilt from the
  * server's /object_info: sockets in schema order, a link per `[node, slot]` input (a linked widget
- * becomes a widget input), and widget values applied by *name* once the node classes exist, which
- * keeps this independent of how each widget serializes. Nodes are then placed in a left-to-right
- * layered layout: a node's column is the longest chain of links leading to it. Pure functions of
- * their arguments; the caller configures the graph.
+ * becomes a widget input), and widget values given by *name* (a `widgets_values` object, which the
+ * node classes read while they are configured, so a LoadImage previews the file its widget names),
+ * which keeps this independent of how each widget serializes. An API prompt carries no
+ * control_after_generate state, only the seeds it ran with: every control is set to `fixed`, so the
+ * prompt re-runs as written and a re-queue hits the server's cache. Nodes are then placed in a
+ * left-to-right layered layout (a node's column is the longest chain of links leading to it),
+ * wrapped into bands when that makes the graph fit the view bigger. Pure functions of their
+ * arguments; the caller configures the graph.
  */
+
+/** @typedef {{width: number, height: number}} ViewSize  CSS pixels */
 
 const WIDGET_KINDS = new Set(["INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"]);
 const COLUMN_GAP = 80;
 const ROW_GAP = 40;
+const BAND_GAP = 80;
 const MARGIN = 40;
+/** The largest zoom a fitted view uses (workflow_io.js): a small graph stays at its natural size. */
+export const MAX_FIT_SCALE = 1;
+/** A zoom at which litegraph's text (drawn from 0.6) is comfortable to read. */
+const READABLE_SCALE = 0.7;
+/** The picture area given to image output nodes (run_display.js grows nodes to 160-320 for images). */
+const IMAGE_ROOM_MIN = 160;
+const IMAGE_ROOM_MAX = 320;
+/** The named value that sets every control_after_generate widget of a node (nodes.js reads it). */
+const CONTROL_KEY = "control_after_generate";
 
 /** @param {any} value  an API input value */
 function isLink(value) {
@@ -64,8 +80,9 @@ function canvasIds(apiIds) {
  * Build a canvas workflow (LiteGraph v0.4) for an API prompt.
  * @param {Record<string, any>} prompt
  * @param {Record<string, any>} nodeDefs  the server's /object_info
- * @returns {{workflow: any, finish: (graph: any, titleHeight?: number) => void}}
- *   configure `workflow`, then call `finish(graph, LiteGraph.NODE_TITLE_HEIGHT)`
+ * @returns {{workflow: any, finish: (graph: any, titleHeight?: number, view?: ViewSize | null) => void}}
+ *   configure `workflow`, then call `finish(graph, LiteGraph.NODE_TITLE_HEIGHT, {width, height})` with
+ *   the size of the canvas area the graph will be fitted into
  */
 export function apiPromptToWorkflow(prompt, nodeDefs) {
   const apiIds = Object.keys(prompt);
@@ -74,8 +91,6 @@ export function apiPromptToWorkflow(prompt, nodeDefs) {
   const links = [];
   /** @type {Map<number, any>} */
   const nodes = new Map();
-  /** @type {Map<number, Record<string, any>>} widget values to set by name after configure */
-  const widgetValues = new Map();
 
   for (const apiId of apiIds) {
     const entry = prompt[apiId];
@@ -92,7 +107,7 @@ export function apiPromptToWorkflow(prompt, nodeDefs) {
   for (const apiId of apiIds) {
     const entry = prompt[apiId];
     const node = nodes.get(/** @type {number} */ (ids.get(apiId)));
-    const values = /** @type {Record<string, any>} */ ({});
+    const values = /** @type {Record<string, any>} */ ({ [CONTROL_KEY]: "fixed" });
     const given = entry.inputs && typeof entry.inputs === "object" ? entry.inputs : {};
     const known = schemaInputs(nodeDefs[entry.class_type]);
     const names = new Set(known.map((input) => input.name));
@@ -127,7 +142,9 @@ export function apiPromptToWorkflow(prompt, nodeDefs) {
       }
       if (slot.link !== null || !input.widget) node.inputs.push(slot);
     }
-    widgetValues.set(node.id, values);
+    // By name: nodes.js applies a values object by widget name. A type the server lacks has no
+    // widgets to give values to (its placeholder keeps what the file had, here nothing).
+    if (nodeDefs[entry.class_type]) node.widgets_values = values;
   }
 
   const workflow = {
@@ -136,25 +153,37 @@ export function apiPromptToWorkflow(prompt, nodeDefs) {
   };
   return {
     workflow,
-    finish(graph, titleHeight = 30) {
-      for (const [id, values] of widgetValues) {
-        const node = graph.getNodeById(id);
-        for (const widget of node?.widgets || []) {
-          if (widget.name in values) widget.value = values[widget.name];
-        }
-      }
-      layoutLayered(graph, links, titleHeight);
+    finish(graph, titleHeight = 30, view = null) {
+      for (const node of graph._nodes) makeRoomForImages(node, nodeDefs[node.type]);
+      layoutLayered(graph, links, titleHeight, view);
     },
   };
 }
 
 /**
+ * An output node that shows images (Save Image, Preview Image) gets its picture area now, as
+ * canvas templates have it: grown only once the first image arrives, it would reach past the
+ * fitted view (and push the layout's next row) exactly when the run's result appears.
+ * @param {any} node @param {any} def  its /object_info entry
+ */
+function makeRoomForImages(node, def) {
+  if (!def?.output_node || !schemaInputs(def).some((input) => input.type === "IMAGE")) return;
+  const [width, height] = node.size;
+  const picture = Math.min(IMAGE_ROOM_MAX, Math.max(IMAGE_ROOM_MIN, width));
+  node.setSize([width, height + picture]);
+}
+
+/**
  * Place nodes left to right by link depth; within a column, near the average row of their sources.
+ * A long chain of columns is wrapped into bands, one under the other, when that lets the view
+ * show the whole graph at a larger scale (a sampler chain 2,400 px wide would otherwise be fitted
+ * below litegraph's 0.6x zoom, where it stops drawing text).
  * @param {any} graph  a configured LGraph
  * @param {any[]} links  [id, from, fromSlot, to, toSlot, type]
  * @param {number} titleHeight  LiteGraph.NODE_TITLE_HEIGHT: a node's title sits above its pos
+ * @param {ViewSize | null} [view]  the area the graph will be fitted into; null keeps one band
  */
-export function layoutLayered(graph, links, titleHeight = 30) {
+export function layoutLayered(graph, links, titleHeight = 30, view = null) {
   const nodes = [...graph._nodes];
   const depth = new Map(nodes.map((node) => [node.id, 0]));
   // Longest-path layering by relaxation; a cycle cannot loop forever: at most one pass per node.
@@ -170,26 +199,83 @@ export function layoutLayered(graph, links, titleHeight = 30) {
     if (!moved) break;
   }
   /** @type {any[][]} */
-  const columns = [];
-  for (const node of nodes) (columns[/** @type {number} */ (depth.get(node.id))] ||= []).push(node);
+  const layers = [];
+  for (const node of nodes) (layers[/** @type {number} */ (depth.get(node.id))] ||= []).push(node);
+  const columns = layers.filter(Boolean);
   const row = new Map();
-  let x = MARGIN;
-  for (const column of columns.filter(Boolean)) {
+  for (const column of columns) {
     /** Average row of the node's sources; nodes without placed sources go last, by id. @param {any} node */
     const key = (node) => {
       const sources = links.filter((link) => link[3] === node.id && row.has(link[1])).map((link) => row.get(link[1]));
       return sources.length ? sources.reduce((a, b) => a + b, 0) / sources.length : Number.MAX_SAFE_INTEGER;
     };
     column.sort((a, b) => key(a) - key(b) || a.id - b.id);
-    let y = MARGIN + titleHeight;
-    let width = 0;
-    column.forEach((node, index) => {
-      node.pos = [x, y];
-      row.set(node.id, index);
-      y += node.size[1] + titleHeight + ROW_GAP;
-      width = Math.max(width, node.size[0]);
-    });
-    x += width + COLUMN_GAP;
+    column.forEach((node, index) => row.set(node.id, index));
+  }
+  const boxes = columns.map((column) => ({
+    width: Math.max(...column.map((node) => node.size[0])),
+    height: column.reduce((sum, node) => sum + node.size[1] + titleHeight, 0) + ROW_GAP * (column.length - 1),
+  }));
+  let top = MARGIN;
+  for (const band of splitIntoBands(boxes, view)) {
+    let x = MARGIN;
+    let bandHeight = 0;
+    for (const index of band) {
+      let y = top + titleHeight;
+      for (const node of columns[index]) {
+        node.pos = [x, y];
+        y += node.size[1] + titleHeight + ROW_GAP;
+      }
+      x += boxes[index].width + COLUMN_GAP;
+      bandHeight = Math.max(bandHeight, boxes[index].height);
+    }
+    top += bandHeight + BAND_GAP;
   }
   graph.setDirtyCanvas?.(true, true);
+}
+
+/**
+ * Consecutive runs of column indices, one per band: the fewest bands (of about equal width) that
+ * `view` shows at READABLE_SCALE or more, since every wrap sends links back across the graph;
+ * when no count reaches it, the count that shows the graph largest (up to MAX_FIT_SCALE).
+ * @param {{width: number, height: number}[]} boxes  each column's size
+ * @param {ViewSize | null} view
+ * @returns {number[][]}
+ */
+export function splitIntoBands(boxes, view) {
+  const all = boxes.map((_, index) => index);
+  if (!view || !(view.width > 0 && view.height > 0) || boxes.length < 2) return [all];
+  const total = boxes.reduce((sum, box) => sum + box.width, 0) + COLUMN_GAP * (boxes.length - 1);
+  let best = [all];
+  let bestScale = 0;
+  for (let count = 1; count <= boxes.length; count++) {
+    const limit = total / count;
+    /** @type {number[][]} */
+    const bands = [[]];
+    let width = 0;
+    for (const index of all) {
+      const band = bands[bands.length - 1];
+      const added = (band.length ? COLUMN_GAP : 0) + boxes[index].width;
+      // Close the band once it is full; the last band takes whatever is left.
+      if (band.length && width + added / 2 > limit && bands.length < count) {
+        bands.push([index]);
+        width = boxes[index].width;
+      } else {
+        band.push(index);
+        width += added;
+      }
+    }
+    const bandWidths = bands.map((band) => band.reduce((sum, index) => sum + boxes[index].width, 0)
+      + COLUMN_GAP * (band.length - 1));
+    const bandHeights = bands.map((band) => Math.max(...band.map((index) => boxes[index].height)));
+    const boxWidth = Math.max(...bandWidths);
+    const height = bandHeights.reduce((sum, h) => sum + h, 0) + BAND_GAP * (bands.length - 1);
+    const scale = Math.min(view.width / (boxWidth + 2 * MARGIN), view.height / (height + 2 * MARGIN), MAX_FIT_SCALE);
+    if (scale >= READABLE_SCALE) return bands;
+    if (scale > bestScale * 1.001) {
+      best = bands;
+      bestScale = scale;
+    }
+  }
+  return best;
 }

@@ -8,7 +8,8 @@
  * errors), kept for the browser tests and for debugging from the console.
  */
 import { ApiError } from "./api.js";
-import { RunDisplay, topLevelId } from "./run_display.js";
+import { ERROR_ROOM, RunDisplay, topLevelId } from "./run_display.js";
+import { visibleCanvasArea } from "./workflow_io.js";
 
 const LOG_LIMIT = 2000;
 
@@ -124,16 +125,68 @@ class Execution {
       if (key == null) continue;
       const errors = nodeError.errors || [];
       const inputs = errors.map((item) => item.extra_info?.input_name).filter((name) => typeof name === "string");
-      // ComfyUI's `details` often just repeats the input name the message already gives.
-      const lines = errors.map((item) => (item.details && !item.message.includes(item.details)
-        ? `${item.message}: ${item.details}` : item.message));
+      const lines = errors.map((item) => errorLine(item, nodeError.class_type));
       const message = lines.join("\n") || "invalid node";
       this.display.setError(key, message, "validation", /** @type {string[]} */ (inputs));
       entries.push({ nodeId: key, label: this.#nodeLabel(key, nodeError.class_type), message });
     }
     this.app.ui.showError(title, entries);
     this.panelShowsRefusal = true;
+    this.#keepInView(entries.map((entry) => entry.nodeId));
     this.#record({ type: "validation", nodes: entries.map((entry) => entry.nodeId) });
+  }
+
+  /**
+   * Pan so that the failing nodes (with the error text under them) are not hidden under the error
+   * panel or outside the visible canvas: into the larger free part of the view, above or right of
+   * the panel, zooming out only when a node is too big for it. A view that shows them is kept.
+   * @param {Array<string | undefined>} keys
+   */
+  #keepInView(keys) {
+    const { app } = this;
+    const nodes = keys.map((key) => this.display.nodeOf(key ?? null)).filter(Boolean);
+    if (!nodes.length) return;
+    const { ds } = app.canvas;
+    const area = visibleCanvasArea(app);
+    const canvasBox = app.canvas.canvas.getBoundingClientRect();
+    const panelElement = document.getElementById("error-panel");
+    const panel = panelElement && !panelElement.hidden ? panelElement.getBoundingClientRect() : null;
+    const covered = panel ? { left: panel.left - canvasBox.left, top: panel.top - canvasBox.top,
+                              right: panel.right - canvasBox.left, bottom: panel.bottom - canvasBox.top } : null;
+    const title = app.LiteGraph.NODE_TITLE_HEIGHT;
+    /** The node, its title and its error text, in graph units. @param {any} node */
+    const graphBox = (node) => [node.pos[0], node.pos[1] - title, node.size[0], node.size[1] + title + ERROR_ROOM];
+    /** @param {number[]} box */
+    const onScreen = (box) => {
+      const [left, top] = ds.convertOffsetToCanvas([box[0], box[1]]);
+      return { left, top, right: left + box[2] * ds.scale, bottom: top + box[3] * ds.scale };
+    };
+    /** @param {{left: number, top: number, right: number, bottom: number}} a @param {typeof a} b */
+    const overlaps = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+    const view = { left: area.left, top: area.top, right: area.left + area.width, bottom: area.top + area.height };
+    const hidden = nodes.find((node) => {
+      const box = onScreen(graphBox(node));
+      const outside = box.left < view.left || box.top < view.top || box.right > view.right || box.bottom > view.bottom;
+      return outside || (covered != null && overlaps(box, covered));
+    });
+    if (!hidden) return;
+    // The free part of the view: above the panel or right of it, whichever is larger.
+    let free = view;
+    if (covered) {
+      const above = { ...view, bottom: Math.max(view.top, covered.top) };
+      const right = { ...view, left: Math.min(view.right, covered.right) };
+      const size = (/** @type {typeof view} */ r) => Math.max(0, r.right - r.left) * Math.max(0, r.bottom - r.top);
+      free = size(above) >= size(right) ? above : right;
+    }
+    const [x, y, width, height] = graphBox(hidden);
+    const margin = 16;
+    const room = [free.right - free.left - 2 * margin, free.bottom - free.top - 2 * margin];
+    if (room[0] <= 0 || room[1] <= 0) return;
+    ds.scale = Math.max(ds.min_scale ?? 0.1, Math.min(ds.scale, room[0] / width, room[1] / height));
+    ds.offset = [(free.left + free.right) / 2 / ds.scale - (x + width / 2),
+                 (free.top + free.bottom) / 2 / ds.scale - (y + height / 2)];
+    app.canvas.setDirty(true, true);
+    this.#record({ type: "revealed", node: String(hidden.id) });
   }
 
   /** @param {string} key @param {string | undefined} type */
@@ -230,7 +283,7 @@ class Execution {
       // Notes a node sends about its run (e.g. SamplerFlowTurbo without a refiner) become toasts.
       const notes = detail.output?.text;
       if (Array.isArray(notes)) {
-        for (const note of notes) if (typeof note === "string") this.app.ui.toast(note, "info");
+        for (const note of notes) if (typeof note === "string") this.app.ui.toast(note, "note");
       }
       const images = detail.output?.images;
       if (key == null || !Array.isArray(images)) return;
@@ -258,6 +311,7 @@ class Execution {
         label: key != null ? this.#nodeLabel(key, detail.node_type) : "Prompt",
         message, detail: traceback || undefined,
       }]);
+      if (key != null) this.#keepInView([key]);
       this.#record({ type: "execution_error", node: key, message, promptId: detail.prompt_id });
     });
     on("execution_interrupted", (detail) => {
@@ -277,6 +331,20 @@ class Execution {
     });
     this.app.addEventListener("graph-loaded", () => this.clearState());
   }
+}
+
+/**
+ * One validation error as a line for a person. ComfyUI's `details` often just repeats the input
+ * name the message already gives; a node's own check ("Custom validation failed for node" +
+ * "<type> - <what is wrong>") is shown as what is wrong, the part that helps.
+ * @param {RequestError} item @param {string | undefined} classType
+ */
+function errorLine(item, classType) {
+  const prefix = classType ? `${classType} - ` : "";
+  if (item.type === "custom_validation_failed" && item.details) {
+    return item.details.startsWith(prefix) ? item.details.slice(prefix.length) : item.details;
+  }
+  return item.details && !item.message.includes(item.details) ? `${item.message}: ${item.details}` : item.message;
 }
 
 /** @param {unknown} error */

@@ -13,6 +13,8 @@ import { installDragDrop } from "./dragdrop.js";
 import { installMenu } from "./menu.js";
 import { registerNodeTypes } from "./nodes.js";
 import { applyLitegraphPatches } from "./patches/litegraph_patches.js";
+import { applyTextNotMarkupPatches } from "./patches/text_not_markup.js";
+import { installCanvasHints } from "./ui/canvas_hints.js";
 import { installDialogs } from "./ui/dialogs.js";
 import { installQueuePanel } from "./ui/queue_panel.js";
 import { installToolbar } from "./ui/toolbar.js";
@@ -61,6 +63,7 @@ export class FlowmillApp extends EventTarget {
 
   async start() {
     applyLitegraphPatches(this);
+    applyTextNotMarkupPatches(this);
     installDialogs(this);
     this.nodeDefs = await this.api.objectInfo();
     this.nodes = registerNodeTypes(this);
@@ -71,9 +74,11 @@ export class FlowmillApp extends EventTarget {
     installToolbar(this);
     installQueuePanel(this);
     installDragDrop(this);
+    installCanvasHints(this);
     this.fitCanvas();
     new ResizeObserver(() => this.fitCanvas()).observe(/** @type {Element} */ (this.canvas.canvas.parentElement));
     this.api.connect();
+    await this.nodes.coreTypesLoaded; // so a restored workflow's missing types are named by kind
     await this.workflow.restore(); // the autosaved workflow, else the server's default workflow
     this.ready = true;
   }

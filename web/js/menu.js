@@ -2,7 +2,8 @@
 /**
  * How nodes get onto the canvas and how the keyboard edits it:
  *  - the search box (double-click on empty canvas; litegraph's box with Flowmill's ranking: display
- *    name, type and category, best matches first, with the category shown on each result);
+ *    name, type and category, best matches first, with the category shown on each result; it says
+ *    when nothing matches, and is placed so that it stays inside the window at its full height);
  *  - releasing a dragged link on empty canvas opens the same box, listing only node types with a
  *    socket of a matching type (and connects the chosen node);
  *  - the canvas menu: litegraph's "Add Node" (by category) and "Add Group", plus "Add Group for
@@ -16,6 +17,8 @@ import { CanvasPointer, LGraphCanvas, LGraphGroup, LiteGraph, SubgraphNode } fro
 import { inputSpecs, isWidgetInput, socketType } from "./widgets/schema_widgets.js";
 
 const MAX_RESULTS = 80;
+/** Pixels kept between the search box and the window's edges. */
+const SCREEN_MARGIN = 8;
 /** Double-click window (ms): litegraph's 300 ms is tighter than desktops' usual 500 ms. */
 const DOUBLE_CLICK_MS = 500;
 /** Suggestions per socket type in litegraph's own connection menu (slot_types_default_in/out). */
@@ -78,10 +81,12 @@ function installSearch(app) {
     input?.addEventListener("input", () => {
       input.dispatchEvent(new KeyboardEvent("keydown", { key: "Unidentified", bubbles: false }));
     });
+    keepOnScreen(dialog);
     return dialog;
   };
   canvas.onSearchBox = (/** @type {HTMLElement} */ helper, /** @type {string} */ query) => {
     const results = searchNodeTypes(searchIndex(app), query, filter).slice(0, MAX_RESULTS);
+    if (!results.length && query.trim()) helper.append(noMatchNote(query, filter));
     queueMicrotask(() => labelCategories(helper, app));
     return results.map((entry) => entry.type);
   };
@@ -98,6 +103,45 @@ function installSearch(app) {
   };
   // litegraph keeps the box until Escape or a pick; a click elsewhere on the canvas closes it too.
   canvas.canvas.addEventListener("pointerdown", () => canvas.search_box?.close(), true);
+}
+
+/**
+ * What the box shows when no node type matches (litegraph shows an empty list).
+ * @param {string} query @param {{input: string | null, output: string | null}} filter
+ */
+function noMatchNote(query, filter) {
+  const note = document.createElement("div");
+  note.className = "app-search-empty";
+  const socket = filter.input ? ` with a ${filter.input} input`
+    : filter.output ? ` with a ${filter.output} output` : "";
+  note.textContent = `No node${socket} matches "${query.trim()}". Try part of its name, its type or its category.`;
+  return note;
+}
+
+/**
+ * Move the box (litegraph puts it at the pointer) so that it stays inside the window even once its
+ * result list has grown to its full height, which CSS caps (canvas.css): opened near the right or
+ * bottom edge it used to be cut off. It is placed once, not on each keystroke, so it never jumps.
+ * @param {HTMLElement} dialog
+ */
+function keepOnScreen(dialog) {
+  const helper = /** @type {HTMLElement | null} */ (dialog.querySelector(".helper"));
+  if (helper) helper.style.maxHeight = ""; // litegraph shrinks it near the bottom; moving up is better
+  const box = dialog.getBoundingClientRect();
+  const zoom = dialog.offsetHeight ? box.height / dialog.offsetHeight : 1; // the box is scaled when zoomed in
+  const helperMax = helper ? parseFloat(getComputedStyle(helper).maxHeight) || 0 : 0;
+  const helperRoom = helper ? Math.max(0, helperMax - helper.offsetHeight) : 0;
+  const fullHeight = box.height + helperRoom * zoom;
+  const shiftX = Math.min(0, window.innerWidth - SCREEN_MARGIN - box.right) || Math.max(0, SCREEN_MARGIN - box.left);
+  let shiftY = Math.min(0, window.innerHeight - SCREEN_MARGIN - (box.top + fullHeight));
+  shiftY = Math.max(shiftY, SCREEN_MARGIN - box.top); // never above the window's top edge
+  dialog.style.left = `${parseFloat(dialog.style.left || "0") + shiftX}px`;
+  dialog.style.top = `${parseFloat(dialog.style.top || "0") + shiftY}px`;
+  if (helper && box.top + shiftY + fullHeight > window.innerHeight - SCREEN_MARGIN) {
+    // A window too short for the whole list: the list scrolls within what is left.
+    const chrome = box.height - helper.offsetHeight * zoom;
+    helper.style.maxHeight = `${Math.max(60, (window.innerHeight - 2 * SCREEN_MARGIN - chrome) / zoom)}px`;
+  }
 }
 
 /**
@@ -126,22 +170,33 @@ function searchIndex(app) {
 }
 
 /**
- * Rank node types for a query: every word must match the display name, the type or the category;
- * whole-name and prefix matches rank first, category-only and fuzzy matches last. With a socket
- * filter only types that can take (or give) that socket type are listed, exact types before "*".
+ * Rank node types for a query. Every word must match the display name, the type or the category;
+ * then the whole query decides the order: the display name itself, the type itself, a display
+ * name that starts with it, one of whose words starts with it, a type that starts with it, and
+ * only then names that merely contain it ("vae" lists VAE Decode, VAE Encode and Load VAE before
+ * anything whose category or type happens to hold the letters). Near misses (one typo in a word
+ * of four letters or more) are listed only when nothing matches properly, so a query for a node
+ * Flowmill lacks ("lora") finds nothing instead of unrelated nodes. With a socket filter only
+ * types that can take (or give) that socket type are listed, exact types before "*".
  * @param {SearchEntry[]} entries @param {string} query @param {{input: string | null, output: string | null}} filter
  * @returns {SearchEntry[]}
  */
 export function searchNodeTypes(entries, query, filter) {
   const words = query.toLowerCase().split(/\s+/).filter(Boolean);
   const phrase = words.join(" ");
-  const scored = [];
+  const matched = [];
+  const nearMisses = [];
   for (const entry of entries) {
     const socketScore = socketMatch(entry, filter);
     if (socketScore < 0) continue;
     let score = socketScore;
+    let nearMiss = false;
     for (const word of words) {
-      const wordScore = matchWord(entry, word);
+      let wordScore = matchWord(entry, word);
+      if (wordScore < 0 && isNearMiss(entry, word)) {
+        wordScore = 0;
+        nearMiss = true;
+      }
       if (wordScore < 0) {
         score = -1;
         break;
@@ -149,19 +204,32 @@ export function searchNodeTypes(entries, query, filter) {
       score += wordScore;
     }
     if (score < 0) continue;
-    if (phrase) {
-      if (entry.lowerTitle === phrase || entry.lowerType === phrase.replace(/\s+/g, "")) score += 200;
-      else if (entry.lowerTitle.startsWith(phrase)) score += 100;
-      else if (entry.lowerTitle.includes(phrase)) score += 50;
-    }
+    if (phrase) score += phraseScore(entry, phrase);
     if (entry.deprecated) score -= 60;
     if (entry.experimental) score -= 10;
-    scored.push({ entry, score });
+    (nearMiss ? nearMisses : matched).push({ entry, score });
   }
+  const scored = matched.length ? matched : nearMisses;
   scored.sort((a, b) => b.score - a.score
     || (phrase ? a.entry.title.length - b.entry.title.length : a.entry.category.localeCompare(b.entry.category))
     || a.entry.title.localeCompare(b.entry.title));
   return scored.map((item) => item.entry);
+}
+
+/**
+ * How well the whole query names the entry (it outweighs the per-word scores).
+ * @param {SearchEntry} entry @param {string} phrase
+ */
+function phraseScore(entry, phrase) {
+  const { lowerTitle: title, lowerType: type } = entry;
+  const joined = phrase.replace(/\s+/g, "");
+  if (title === phrase) return 1000;
+  if (type === joined) return 900;
+  if (title.startsWith(phrase)) return 500;
+  if (titleWords(title).some((_, index, parts) => parts.slice(index).join(" ").startsWith(phrase))) return 300;
+  if (type.startsWith(joined)) return 200;
+  if (title.includes(phrase)) return 100;
+  return 0;
 }
 
 /** @param {SearchEntry} entry @param {string} word  score of one query word, -1 for no match */
@@ -169,18 +237,44 @@ function matchWord(entry, word) {
   const { lowerTitle: title, lowerType: type, lowerCategory: category } = entry;
   if (title === word || type === word) return 100;
   if (title.startsWith(word) || type.startsWith(word)) return 80;
-  if (title.split(/[\s_\-()/]+/).some((part) => part.startsWith(word))) return 60;
+  if (titleWords(title).some((part) => part.startsWith(word))) return 60;
   if (title.includes(word) || type.includes(word)) return 40;
   if (category.includes(word)) return 20;
-  if (word.length >= 3 && (isSubsequence(word, title) || isSubsequence(word, type))) return 5;
   return -1;
 }
 
-/** @param {string} needle @param {string} haystack  letters of needle appear in order */
-function isSubsequence(needle, haystack) {
-  let at = 0;
-  for (const char of haystack) if (char === needle[at] && ++at === needle.length) return true;
-  return false;
+/** "vae decode (tiled)" -> ["vae", "decode", "tiled"] @param {string} title */
+function titleWords(title) {
+  return title.split(/[\s_\-()/]+/).filter(Boolean);
+}
+
+/**
+ * One typo (a letter changed, added, dropped, or two swapped) away from a word of the display
+ * name or the type, or from their start, for query words of four letters or more ("sampelr"
+ * finds SamplerCustomAdvanced, "decdoe" VAE Decode).
+ * @param {SearchEntry} entry @param {string} word
+ */
+function isNearMiss(entry, word) {
+  if (word.length < 4) return false;
+  return [...titleWords(entry.lowerTitle), entry.lowerType].some((part) =>
+    [0, 1].some((extra) => withinOneEdit(word, part.slice(0, word.length + extra))));
+}
+
+/**
+ * Optimal-string-alignment distance <= 1 (Damerau: a swap of neighbours is one edit).
+ * @param {string} a @param {string} b
+ */
+export function withinOneEdit(a, b) {
+  if (a === b) return true;
+  if (Math.abs(a.length - b.length) > 1) return false;
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  if (a.length === b.length) {
+    if (a.slice(i + 1) === b.slice(i + 1)) return true; // one letter changed
+    return a[i] === b[i + 1] && a[i + 1] === b[i] && a.slice(i + 2) === b.slice(i + 2); // two swapped
+  }
+  const [shorter, longer] = a.length < b.length ? [a, b] : [b, a];
+  return shorter.slice(i) === longer.slice(i + 1); // one letter added or dropped
 }
 
 /**

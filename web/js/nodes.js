@@ -4,15 +4,21 @@
  * subclass per entry, with the display name as title, the category for the Add Node menu, typed
  * sockets for link-only inputs and for outputs, and one widget per widget input (schema_widgets.js,
  * seed.js, multiline.js, image_upload.js). Also the frontend-only nodes ComfyUI files contain
- * (Note, MarkdownNote, Reroute), placeholders for node types the server lacks, and subgraph
+ * (Note, MarkdownNote, Reroute, and the legacy PrimitiveNode of widgets/primitive_node.js),
+ * placeholders for node types the server lacks, and subgraph
  * instance types, so any workflow opens.
  *
  * Widget values are written twice: positionally in `widgets_values` (ComfyUI's format, which the
  * server's converter reads) and by name in `properties.widget_values`, which loading prefers, so a
  * file survives widgets being added to a node definition (frontend.md §8.4).
  *
- * Returns the `app.nodes` service: afterQueued(), missingTypes(workflow), convertWidgetToInput(),
- * convertInputToWidget(), toggleMode(). Must not import the other app modules.
+ * A type the server lacks is either a ComfyUI core node Flowmill does not have yet or a custom
+ * node that is not installed; the server's list of ComfyUI core types (GET
+ * /api/flowmill/core_node_types) tells which, and placeholders and the missing-types report say so.
+ *
+ * Returns the `app.nodes` service: afterQueued(), missingTypes(workflow), missingReport(missing),
+ * coreTypesLoaded (a promise), convertWidgetToInput(), convertInputToWidget(), toggleMode(). Must not
+ * import the other app modules.
  */
 import {
   LGraphBadge, LGraphCanvas, LGraphEventMode, LGraphNode, LiteGraph, SlotShape, SubgraphNode, TitleMode,
@@ -21,6 +27,7 @@ import { conversionMenu, convertInputToWidget, convertWidgetToInput } from "./wi
 import { DomOverlay } from "./widgets/dom_widget.js";
 import { ImageUploader, drawUploadPreview } from "./widgets/image_upload.js";
 import { addMultilineWidget } from "./widgets/multiline.js";
+import { registerPrimitiveNode } from "./widgets/primitive_node.js";
 import { addSchemaWidget, inputSpecs, isWidgetInput, socketType } from "./widgets/schema_widgets.js";
 import { CONTROL_VALUES, addControlWidget, applyControl, wantsControl } from "./widgets/seed.js";
 
@@ -75,17 +82,23 @@ export function registerNodeTypes(app) {
       wheel: (event) => app.canvas.processMouseWheel(event),
     },
   };
-  const frontendTypes = registerFrontendNodes(services);
+  const frontendTypes = [...registerFrontendNodes(services), registerPrimitiveNode(services)];
   for (const [type, def] of Object.entries(app.nodeDefs)) registerSchemaNode(services, type, def);
   colourSocketTypes(app.canvas, app.nodeDefs);
   // litegraph outlines a canvas-sized box at the graph origin, which reads as a stray frame.
   app.canvas.render_canvas_border = false;
   const known = () => new Set([...Object.keys(app.nodeDefs), ...frontendTypes]);
-  watchConfigure(app, known);
+  const core = { types: /** @type {Set<string> | null} */ (null) };
+  const coreTypesLoaded = loadCoreTypes(app).then((types) => { core.types = types; });
+  const kindOf = (/** @type {string} */ type) => missingKind(type, core.types);
+  watchConfigure(app, known, kindOf);
   return {
     afterQueued: () => applySeedControls(app),
     /** @param {any} workflow @returns {string[]} */
     missingTypes: (workflow) => missingTypes(workflow, known()),
+    /** @param {string[]} missing @returns {{title: string, entries: object[]}} the error panel's report */
+    missingReport: (missing) => missingReport(app, missing, kindOf),
+    coreTypesLoaded,
     convertWidgetToInput,
     convertInputToWidget,
     toggleMode,
@@ -449,8 +462,78 @@ function registerFrontendNodes(/** @type {Services} */ services) {
   return types.map(([type]) => type);
 }
 
-/** @param {string} type  a placeholder class for a node type the server does not have */
-function missingNodeClass(type) {
+/**
+ * The ComfyUI core node types (the server's list); null when the server cannot say (an older
+ * server), and the report then names both possibilities.
+ * @param {any} app @returns {Promise<Set<string> | null>}
+ */
+async function loadCoreTypes(app) {
+  try {
+    const reply = await app.api.fetchJson("/api/flowmill/core_node_types");
+    return Array.isArray(reply?.types) ? new Set(reply.types.map(String)) : null;
+  } catch (error) {
+    console.warn("flowmill: the server did not list ComfyUI's core node types", error);
+    return null;
+  }
+}
+
+/** @typedef {"core" | "custom" | "unknown"} MissingKind */
+
+/** @param {string} type @param {Set<string> | null} coreTypes @returns {MissingKind} */
+function missingKind(type, coreTypes) {
+  if (!coreTypes) return "unknown";
+  return coreTypes.has(type) ? "core" : "custom";
+}
+
+const KIND_GROUPS = /** @type {Record<MissingKind, string>} */ ({
+  core: "ComfyUI core nodes Flowmill does not have yet",
+  custom: "custom nodes not installed",
+  unknown: "node types this server does not have",
+});
+const KIND_LABELS = /** @type {Record<MissingKind, string>} */ ({
+  core: "core node not in Flowmill yet", custom: "custom node not installed", unknown: "missing",
+});
+const KEPT = "It is kept as it is (outlined in red), so saving loses nothing, but the workflow cannot run until ";
+
+/** @param {string} type @param {MissingKind} kind */
+function missingMessage(type, kind) {
+  if (kind === "core") {
+    return `${type} is a ComfyUI core node Flowmill does not have yet. ${KEPT}Flowmill implements it or the node `
+      + "is removed.";
+  }
+  if (kind === "custom") {
+    return `${type} is not a ComfyUI core node: it comes from a custom node pack that is not installed here. `
+      + `${KEPT}a node pack provides it or the node is removed.`;
+  }
+  return `This server has no ${type} node (a ComfyUI core node Flowmill does not have yet, or a custom node that is `
+    + `not installed). ${KEPT}it is provided or the node is removed.`;
+}
+
+/**
+ * The error panel's report of missing types: a title grouping them by kind, and one entry per node.
+ * @param {any} app @param {string[]} missing @param {(type: string) => MissingKind} kindOf
+ */
+function missingReport(app, missing, kindOf) {
+  /** @type {Record<MissingKind, string[]>} */
+  const groups = { core: [], custom: [], unknown: [] };
+  for (const type of missing) groups[kindOf(type)].push(type);
+  const parts = /** @type {MissingKind[]} */ (["core", "custom", "unknown"])
+    .filter((kind) => groups[kind].length)
+    .map((kind) => `${KIND_GROUPS[kind]}: ${groups[kind].join(", ")}`);
+  const types = new Set(missing);
+  const entries = app.graph.nodes.filter((/** @type {any} */ node) => types.has(String(node.type)))
+    .map((/** @type {any} */ node) => {
+      const type = String(node.type);
+      return { nodeId: node.id, label: `#${node.id} ${type}`, message: missingMessage(type, kindOf(type)) };
+    });
+  return { title: `Missing node types: ${parts.join("; ")}`, entries };
+}
+
+/**
+ * A placeholder class for a node type the server does not have.
+ * @param {string} type @param {(type: string) => MissingKind} kindOf
+ */
+function missingNodeClass(type, kindOf) {
   return class MissingNode extends LGraphNode {
     static title = type;
     static skip_list = true;
@@ -488,7 +571,8 @@ function missingNodeClass(type) {
       ctx.save();
       ctx.font = "bold 12px sans-serif";
       ctx.fillStyle = "#ff8a8a";
-      ctx.fillText(`missing: ${type}`, 10, rows * LiteGraph.NODE_SLOT_HEIGHT + 18, this.size[0] - 20);
+      const label = `${KIND_LABELS[kindOf(type)]}: ${type}`;
+      ctx.fillText(label, 10, rows * LiteGraph.NODE_SLOT_HEIGHT + 18, this.size[0] - 20);
       ctx.restore();
     }
   };
@@ -517,12 +601,12 @@ function missingTypes(workflow, known) {
  * Before any workflow is configured into the graph, register placeholder classes for its unknown
  * types (so they open as marked nodes that keep their data) and a node type per subgraph
  * definition (litegraph creates instances by type).
- * @param {any} app @param {() => Set<string>} known
+ * @param {any} app @param {() => Set<string>} known @param {(type: string) => MissingKind} kindOf
  */
-function watchConfigure(app, known) {
+function watchConfigure(app, known, kindOf) {
   app.graph.events.addEventListener("configuring", (/** @type {CustomEvent} */ event) => {
     for (const type of missingTypes(event.detail?.data, known())) {
-      if (!LiteGraph.registered_node_types[type]) LiteGraph.registerNodeType(type, missingNodeClass(type));
+      if (!LiteGraph.registered_node_types[type]) LiteGraph.registerNodeType(type, missingNodeClass(type, kindOf));
     }
   });
   app.graph.events.addEventListener("subgraph-created", (/** @type {CustomEvent} */ event) => {

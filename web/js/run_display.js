@@ -18,7 +18,12 @@ const THUMBNAIL_MAX_SIDE = 384;
 const IMAGE_AREA_MIN = 160;
 const IMAGE_AREA_MAX = 320;
 const IMAGE_MARGIN = 6;
-const ERROR_TEXT_MAX = 90;
+/** The inline error under a node: at most this many lines, wrapped to the node's width. */
+const ERROR_LINES_MAX = 3;
+const ERROR_LINE_HEIGHT = 14;
+const ERROR_GAP = 8; // clear of the red error outline litegraph draws around the node
+/** Graph units below a node an inline error may take (workflow views keep it visible). */
+export const ERROR_ROOM = ERROR_GAP + ERROR_LINES_MAX * ERROR_LINE_HEIGHT + 4;
 const HOOKED = Symbol("flowmill.runHooks");
 
 /** Canvas colours, read once from css/run.css custom properties so the theme stays in CSS. */
@@ -37,14 +42,14 @@ const COLOUR_DEFAULTS = {
  *   executing: boolean, cached: boolean, progress: number,
  *   error: string | null, errorKind: ErrorKind | null, inputErrors: Set<string>,
  *   preview: ShownImage | null, previewUrl: string | null, previewSeq: number,
- *   outputs: ShownImage[], fitted: boolean,
+ *   outputs: ShownImage[], fitted: boolean, errorBox: number[] | null,
  * }} NodeRunState
  */
 
 /** @returns {NodeRunState} */
 function emptyState() {
   return { executing: false, cached: false, progress: 0, error: null, errorKind: null, inputErrors: new Set(),
-           preview: null, previewUrl: null, previewSeq: 0, outputs: [], fitted: false };
+           preview: null, previewUrl: null, previewSeq: 0, outputs: [], fitted: false, errorBox: null };
 }
 
 /**
@@ -301,6 +306,7 @@ export class RunDisplay {
       if (kind && state.errorKind !== kind) continue;
       state.error = null;
       state.errorKind = null;
+      state.errorBox = null;
       state.inputErrors.clear();
       const node = this.nodeOf(key);
       // A node whose type the server lacks stays outlined (nodes.js registers such types as
@@ -340,7 +346,8 @@ export class RunDisplay {
     const shown = state.executing && state.preview ? [state.preview]
       : state.outputs.length ? state.outputs : state.preview ? [state.preview] : [];
     if (shown.length) this.#drawImages(node, ctx, state, shown);
-    if (state.error != null && !this.app.canvas.low_quality) this.#drawErrorText(node, ctx, state.error);
+    if (state.error != null && !this.app.canvas.low_quality) this.#drawErrorText(node, ctx, state);
+    else state.errorBox = null;
   }
 
   /** Bottom of the slot and widget rows, in node coordinates. @param {any} node */
@@ -437,18 +444,86 @@ export class RunDisplay {
     ctx.restore();
   }
 
-  /** The error's first line, under the node. @param {any} node @param {CanvasRenderingContext2D} ctx @param {string} message */
-  #drawErrorText(node, ctx, message) {
-    let text = message.split("\n")[0];
-    if (text.length > ERROR_TEXT_MAX) text = `${text.slice(0, ERROR_TEXT_MAX - 1)}…`;
+  /**
+   * The error under the node, wrapped to the node's width and cut to the room left before the next
+   * node below (the error panel has the whole text): it never covers another node. Its box, in
+   * graph coordinates, is kept on the state (`errorBox`) for views that keep it visible.
+   * @param {any} node @param {CanvasRenderingContext2D} ctx @param {NodeRunState} state
+   */
+  #drawErrorText(node, ctx, state) {
+    const width = node.size[0];
+    const top = node.size[1] + ERROR_GAP;
+    const room = this.#roomBelow(node) - ERROR_GAP;
+    const lineCount = Math.min(ERROR_LINES_MAX, Math.floor((room - 4) / ERROR_LINE_HEIGHT));
+    if (lineCount < 1) {
+      state.errorBox = null; // no room at all: the red outline and the error panel say it
+      return;
+    }
     ctx.save();
-    ctx.font = "bold 13px sans-serif";
+    ctx.font = "bold 12px sans-serif";
+    const lines = wrapText(ctx, String(state.error).replace(/\s+/g, " ").trim(), width - 8, lineCount);
+    const height = lines.length * ERROR_LINE_HEIGHT + 4;
+    ctx.fillStyle = "rgba(20, 12, 14, 0.85)"; // legible over links and the grid
+    ctx.fillRect(0, top, width, height);
     ctx.fillStyle = this.colours["--run-error"];
     ctx.textAlign = "left";
     ctx.textBaseline = "top";
-    ctx.fillText(text, 0, node.size[1] + 22);
+    lines.forEach((line, index) => ctx.fillText(line, 4, top + 2 + index * ERROR_LINE_HEIGHT));
     ctx.restore();
+    state.errorBox = [node.pos[0], node.pos[1] + top, width, height];
   }
+
+  /** Graph units free below a node, down to the nearest node (title bar included) that overlaps it sideways. @param {any} node */
+  #roomBelow(node) {
+    const titleHeight = this.app.LiteGraph.NODE_TITLE_HEIGHT;
+    const left = node.pos[0];
+    const right = left + node.size[0];
+    const bottom = node.pos[1] + node.size[1];
+    let room = Infinity;
+    for (const other of this.app.graph.nodes) {
+      if (other === node) continue;
+      const otherTop = other.pos[1] - titleHeight;
+      const otherRight = other.pos[0] + (other.flags?.collapsed ? (other._collapsed_width || 80) : other.size[0]);
+      const otherBottom = other.flags?.collapsed ? other.pos[1] : other.pos[1] + other.size[1];
+      if (other.pos[0] >= right || otherRight <= left || otherBottom <= bottom) continue;
+      room = Math.min(room, Math.max(0, otherTop - bottom));
+    }
+    return room;
+  }
+}
+
+/**
+ * Break text into at most `maxLines` lines no wider than `width`; the last one ends in "…" when
+ * text is left over. Words longer than a line are cut.
+ * @param {CanvasRenderingContext2D} ctx @param {string} text @param {number} width @param {number} maxLines
+ * @returns {string[]}
+ */
+export function wrapText(ctx, text, width, maxLines) {
+  const lines = [];
+  let rest = text;
+  while (rest && lines.length < maxLines) {
+    let end = rest.length;
+    if (ctx.measureText(rest).width > width) {
+      // The longest prefix that fits, then back to the last space in it, if there is one.
+      let low = 1;
+      let high = rest.length;
+      while (low < high) {
+        const middle = Math.ceil((low + high) / 2);
+        if (ctx.measureText(rest.slice(0, middle)).width <= width) low = middle;
+        else high = middle - 1;
+      }
+      const space = rest.lastIndexOf(" ", low);
+      end = space > 0 ? space : Math.max(1, low);
+    }
+    lines.push(rest.slice(0, end).trim());
+    rest = rest.slice(end).trim();
+  }
+  if (rest && lines.length) {
+    let last = lines[lines.length - 1];
+    while (last && ctx.measureText(`${last}…`).width > width) last = last.slice(0, -1);
+    lines[lines.length - 1] = `${last.trimEnd()}…`;
+  }
+  return lines;
 }
 
 /** Whether litegraph draws this widget row. @param {any} node @param {any} widget */

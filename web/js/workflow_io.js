@@ -6,11 +6,13 @@
  * `installWorkflowIO(app)` sets `app.workflow` (a WorkflowIO) and wires the file buttons (New,
  * Open, Save, Export API), Ctrl+S / Ctrl+Shift+S / Ctrl+O and the templates menu. Every way a
  * workflow reaches the canvas (open, drop, paste, template, restore) goes through `load()`, which
- * replaces the graph with one `graph.configure` call, names node types the server lacks, and
+ * replaces the graph with one `graph.configure` call, names node types the server lacks, fits the
+ * whole graph into the part of the canvas the queue panel leaves visible (a file's saved view was
+ * made for another screen, and a node off to the side is a run that seems to do nothing), and
  * announces "graph-loaded". Saved files are ComfyUI's canvas format (LiteGraph v0.4), so they open
  * in ComfyUI too; "Export API" asks the server to convert, the same code /prompt runs.
  */
-import { apiPromptToWorkflow } from "./api_layout.js";
+import { MAX_FIT_SCALE, apiPromptToWorkflow } from "./api_layout.js";
 import { isPng, parseLenientJson, readPngWorkflow } from "./pnginfo.js";
 import { askName } from "./ui/name_dialog.js";
 import { installTemplatesMenu } from "./ui/templates.js";
@@ -22,6 +24,10 @@ const DEFAULT_NAME = "default";
 // Characters that are not allowed (or not portable) in a downloaded file's name.
 const UNSAFE_NAME_CHARACTERS = /[\u0000-\u001f\u007f/\\:*?"<>|]+/g;
 const MAX_NAME_LENGTH = 120;
+/** Screen pixels kept free around a fitted graph. */
+const FIT_PADDING = 24;
+/** Graph units above a node's title where litegraph draws its badges (18 px high, 2 px gaps). */
+const BADGE_ROOM = 22;
 
 /**
  * A canvas (UI-format) workflow: a `nodes` list plus graph bookkeeping, as engine/convert.py's
@@ -139,12 +145,14 @@ export class WorkflowIO {
     const previous = this.app.graph.serialize();
     try {
       app.graph.configure(workflow);
-      finish?.(app.graph, app.LiteGraph.NODE_TITLE_HEIGHT);
+      const area = visibleCanvasArea(app);
+      finish?.(app.graph, app.LiteGraph.NODE_TITLE_HEIGHT,
+               { width: area.width - 2 * FIT_PADDING, height: area.height - 2 * FIT_PADDING });
     } catch (error) {
       app.graph.configure(previous);
       throw error;
     }
-    this.#applyViewport(workflow.extra?.ds);
+    this.fitToView();
     this.#markMissing(missing);
     this.#setName(name, named);
     app.ui?.clearError?.();
@@ -315,6 +323,11 @@ export class WorkflowIO {
 
   /** The error panel names the missing types, with one entry per node (a click shows it). @param {string[]} missing */
   #reportMissing(missing) {
+    const report = this.app.nodes?.missingReport?.(missing); // nodes.js tells core nodes from custom ones
+    if (report) {
+      this.#showError(report.title, report.entries);
+      return;
+    }
     const types = new Set(missing);
     const entries = this.app.graph.nodes.filter((node) => types.has(String(node.type))).map((node) => ({
       nodeId: node.id, label: `#${node.id} ${node.type}`,
@@ -330,14 +343,26 @@ export class WorkflowIO {
     else console.warn(`flowmill: ${title}`, detail);
   }
 
-  /** @param {{scale?: number, offset?: number[]} | undefined} ds */
-  #applyViewport(ds) {
-    const view = this.app.canvas.ds;
+  /**
+   * Zoom and pan so every node and group lies inside the visible canvas area (clear of the queue
+   * panel), centred, at 1:1 at most. An empty graph gets the default view.
+   */
+  fitToView() {
+    const { app } = this;
+    const view = app.canvas.ds;
+    const bounds = graphBounds(app.graph, app.canvas.ctx);
     view.reset();
-    if (ds && Number.isFinite(ds.scale) && /** @type {number} */ (ds.scale) > 0) view.scale = ds.scale;
-    if (ds && Array.isArray(ds.offset) && ds.offset.length === 2 && ds.offset.every(Number.isFinite)) {
-      view.offset = ds.offset;
-    }
+    if (!bounds) return;
+    const area = visibleCanvasArea(app);
+    const [x, y, width, height] = bounds;
+    const room = [Math.max(1, area.width - 2 * FIT_PADDING), Math.max(1, area.height - 2 * FIT_PADDING)];
+    const fitted = Math.min(room[0] / width, room[1] / height, MAX_FIT_SCALE);
+    // litegraph's own zoom limits; a graph too big for its smallest zoom is shown from its top left.
+    const scale = Math.max(view.min_scale ?? 0.1, fitted);
+    view.scale = scale;
+    const left = area.left + Math.max(FIT_PADDING, (area.width - width * scale) / 2);
+    const top = area.top + Math.max(FIT_PADDING, (area.height - height * scale) / 2);
+    view.offset = [left / scale - x, top / scale - y];
   }
 
   /** @param {string} name @param {boolean} named */
@@ -351,6 +376,51 @@ export class WorkflowIO {
     }
     document.title = `${this.name} - Flowmill`;
   }
+}
+
+/**
+ * The part of the canvas a user can see, in canvas (CSS pixel) coordinates: the canvas element,
+ * less whatever the queue panel covers and whatever lies outside the window.
+ * @param {any} app
+ * @returns {{left: number, top: number, width: number, height: number}}
+ */
+export function visibleCanvasArea(app) {
+  const box = app.canvas.canvas.getBoundingClientRect();
+  let right = Math.min(box.right, window.innerWidth);
+  const bottom = Math.min(box.bottom, window.innerHeight);
+  const panel = document.getElementById("queue-panel");
+  if (panel && panel.offsetParent !== null) { // offsetParent is null while the panel is hidden
+    const covered = panel.getBoundingClientRect();
+    if (covered.width > 0 && covered.left < right && covered.right > box.left
+        && covered.top < bottom && covered.bottom > box.top) right = Math.min(right, covered.left);
+  }
+  const left = Math.max(box.left, 0);
+  const top = Math.max(box.top, 0);
+  return { left: left - box.left, top: top - box.top,
+           width: Math.max(0, right - left), height: Math.max(0, bottom - top) };
+}
+
+/**
+ * [x, y, width, height] around every node (title bar and badges included) and group, in graph coordinates;
+ * null for an empty graph. Measured now: litegraph's cached bounds are only updated when it draws.
+ * @param {any} graph  @param {CanvasRenderingContext2D} ctx  measures collapsed titles
+ * @returns {number[] | null}
+ */
+export function graphBounds(graph, ctx) {
+  const boxes = [];
+  for (const node of graph.nodes || []) {
+    const box = [0, 0, 0, 0];
+    node.measure(box, ctx);
+    // litegraph draws badges (the "cached" mark) above the title bar: keep them in view too.
+    boxes.push([box[0], box[1] - BADGE_ROOM, box[2], box[3] + BADGE_ROOM]);
+  }
+  for (const group of graph.groups || graph._groups || []) boxes.push([...group.pos, ...group.size]);
+  if (!boxes.length) return null;
+  const left = Math.min(...boxes.map((b) => b[0]));
+  const top = Math.min(...boxes.map((b) => b[1]));
+  const right = Math.max(...boxes.map((b) => b[0] + b[2]));
+  const bottom = Math.max(...boxes.map((b) => b[1] + b[3]));
+  return [left, top, Math.max(1, right - left), Math.max(1, bottom - top)];
 }
 
 /** The file buttons, the hidden file input and the Ctrl+S / Ctrl+O shortcuts. @param {WorkflowIO} io */

@@ -3,7 +3,9 @@
  * The only place where Flowmill overrides prototypes of the vendored, unmodified
  * @comfyorg/litegraph 0.17.2 (frontend.md §6). Each patch states why it exists, and the module
  * checks that the library still looks like the version the patches were written against: on a
- * mismatch it warns loudly and leaves the library alone rather than patching blind.
+ * mismatch it warns loudly and leaves the library alone rather than patching blind. Its sibling
+ * text_not_markup.js, installed the same way, closes litegraph's HTML sinks (workflow text is
+ * never parsed as markup).
  *
  * Patches:
  *  1. NumberWidget.onClick: the value prompt evaluated arithmetic with `eval`, which the page's

@@ -7,8 +7,11 @@
  * Server text only ever goes into textContent: messages can hold anything.
  */
 
-/** How long a toast stays, by kind; errors stay longer so they can be read. */
-const TOAST_MS = { info: 3500, ok: 3500, error: 9000 };
+/**
+ * How long a toast stays, by kind. Errors and a node's notes about its run (a sentence saying
+ * the run was degraded, sent as the run ends) stay longer so they can be read.
+ */
+const TOAST_MS = { info: 3500, ok: 3500, note: 9000, error: 9000 };
 const MAX_TOASTS = 5;
 
 /**

@@ -1,8 +1,9 @@
 // @ts-check
 /**
  * The queue and history panel (#queue-panel): the running and pending prompts with a cancel
- * button each, and the finished prompts, newest first, with thumbnails of their images, their
- * status, a delete button, and a click that loads the prompt's workflow back onto the canvas.
+ * button each, and the finished prompts, newest first, with thumbnails of their images, the start
+ * of their prompt text, their status and run time, a delete button, and a click that loads the
+ * prompt's workflow back onto the canvas.
  *
  * Lists are rebuilt from GET /api/queue and GET /api/history: on `status` messages, when a prompt
  * is done, after a reconnect, and when the panel is shown. History is only fetched while the panel is
@@ -11,6 +12,8 @@
 
 const HISTORY_ITEMS = 40;
 const THUMBNAILS_PER_ENTRY = 4;
+/** How much of the prompt text an entry shows (CSS cuts it to one line; the tooltip has all of it). */
+const PROMPT_TEXT_MAX = 200;
 
 /**
  * ComfyUI's queue item: [number, prompt_id, prompt, extra_data, outputs_to_execute].
@@ -133,7 +136,7 @@ class QueuePanel {
 
   /** @param {string} promptId @param {HistoryEntry} entry */
   #historyItem(promptId, entry) {
-    const [number, , , extraData] = entry.prompt || [];
+    const [number, , prompt, extraData] = entry.prompt || [];
     const status = historyStatus(entry);
     const workflow = extraData?.extra_pnginfo?.workflow;
     const row = document.createElement("li");
@@ -165,10 +168,20 @@ class QueuePanel {
     const badge = document.createElement("span");
     badge.className = "history-status";
     badge.textContent = status;
-    const when = document.createElement("span");
-    when.className = "history-time";
-    when.textContent = describeTiming(number, extraData, entry);
-    meta.append(badge, when);
+    meta.append(badge);
+    // Each part stays whole ("12.3 s" never breaks); the row wraps between parts if it must.
+    for (const [kind, text] of timingParts(number, extraData, entry)) {
+      const part = document.createElement("span");
+      part.className = `history-time history-${kind}`;
+      part.textContent = text;
+      meta.append(part);
+    }
+
+    const text = promptText(prompt);
+    const summary = document.createElement("div");
+    summary.className = text ? "history-prompt" : "history-prompt history-no-text";
+    summary.textContent = text ? text.slice(0, PROMPT_TEXT_MAX) : "(no prompt text)";
+    if (text) summary.title = text;
 
     const remove = document.createElement("button");
     remove.type = "button";
@@ -186,7 +199,7 @@ class QueuePanel {
       this.refreshHistory();
     });
 
-    row.append(thumbnails, meta, remove);
+    row.append(thumbnails, summary, meta, remove);
     row.addEventListener("click", () => this.#open(number, workflow));
     return row;
   }
@@ -264,16 +277,49 @@ function outputImages(outputs) {
   return images;
 }
 
-/** "#12 · 14:03:22 · 1.4 s" from the queue number, create_time and the status timestamps. */
-function describeTiming(/** @type {number} */ number, /** @type {any} */ extraData, /** @type {HistoryEntry} */ entry) {
-  const parts = [`#${number}`];
-  if (typeof extraData?.create_time === "number") parts.push(new Date(extraData.create_time).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+/**
+ * [["number", "#12"], ["clock", "14:03"], ["duration", "1.4 s"]] from the queue number,
+ * create_time and the status timestamps (parts that are unknown are left out).
+ * @param {number} number @param {any} extraData @param {HistoryEntry} entry
+ * @returns {Array<[string, string]>}
+ */
+function timingParts(number, extraData, entry) {
+  /** @type {Array<[string, string]>} */
+  const parts = [["number", `#${number}`]];
+  if (typeof extraData?.create_time === "number") {
+    const clock = new Date(extraData.create_time).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    parts.push(["clock", clock]);
+  }
   const messages = entry.status?.messages || [];
   const stamp = (/** @type {string} */ type) => messages.find(([name]) => name === type)?.[1]?.timestamp;
   const started = stamp("execution_start");
   const ended = stamp("execution_success") ?? stamp("execution_error") ?? stamp("execution_interrupted");
   if (typeof started === "number" && typeof ended === "number" && ended >= started) {
-    parts.push(`${((ended - started) / 1000).toFixed(1)} s`);
+    parts.push(["duration", formatDuration(ended - started)]);
   }
-  return parts.join(" · ");
+  return parts;
+}
+
+/** 850 -> "0.9 s", 75_000 -> "1 min 15 s" @param {number} ms */
+export function formatDuration(ms) {
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.round(ms / 1000);
+  return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+}
+
+/**
+ * The prompt's own words: the text of its text encoders (the first non-empty one, which in the
+ * usual graphs is the positive prompt), else any other non-empty text input. "" when it has none.
+ * @param {Record<string, any> | undefined} prompt  the API prompt
+ */
+export function promptText(prompt) {
+  if (!prompt || typeof prompt !== "object") return "";
+  const nodes = Object.entries(prompt).sort(([a], [b]) => Number(a) - Number(b) || a.localeCompare(b))
+    .map(([, node]) => node).filter((node) => node && typeof node === "object");
+  /** @param {any} node */
+  const textOf = (node) => Object.values(node.inputs || {}).find((value) => typeof value === "string" && value.trim());
+  const encoder = nodes.find((node) => /TextEncode/i.test(String(node.class_type)) && textOf(node));
+  const found = encoder ? textOf(encoder)
+    : nodes.map((node) => node.inputs?.text).find((value) => typeof value === "string" && value.trim());
+  return typeof found === "string" ? found.replace(/\s+/g, " ").trim() : "";
 }

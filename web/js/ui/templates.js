@@ -2,8 +2,10 @@
 /**
  * The Templates menu: #templates-button opens #templates-menu with the workflows in the server's
  * workflows/ folder (GET /api/flowmill/templates, fetched each time it opens, so a file added
- * while the page is open shows up); choosing one loads it through app.workflow.load. API-format
- * files are marked: they open laid out as a graph. Closes on a choice, Escape or a click outside.
+ * while the page is open shows up), each with its title and one-line description (from
+ * workflows/index/templates.json, in its order); choosing one loads it through app.workflow.load,
+ * which fits it to the view. API-format files are marked: they open laid out as a graph. Closes
+ * on a choice, Escape or a click outside.
  */
 
 /**
