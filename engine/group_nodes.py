@@ -118,12 +118,7 @@ def _definitions(workflow: Mapping[str, Any]) -> Mapping[str, Any]:
         for index, raw in enumerate(definition["nodes"]):
             if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str):
                 raise ConversionError(f"{where}: inner node {index} needs a 'type' string, got {shown(raw)}")
-            for key in ("inputs", "outputs"):
-                entries = raw.get(key)
-                if entries is not None and (not isinstance(entries, list)
-                                            or not all(isinstance(entry, Mapping) for entry in entries)):
-                    raise ConversionError(f"{where}: inner node {index} ({raw['type']!r}) has '{key}' "
-                                          f"{shown(entries)}; expected a list of slot objects")
+            _check_slot_lists(raw, f"{where}: inner node {index} ({raw['type']!r})")
         if not isinstance(definition.get("config") or {}, Mapping):
             raise ConversionError(f"{where}: 'config' must be an object, got {shown(definition.get('config'))}")
     return groups
@@ -133,13 +128,18 @@ def _instance_id(raw: Mapping[str, Any]) -> str:
     node_id = raw.get("id")
     if not isinstance(node_id, (int, str)) or isinstance(node_id, bool):
         raise ConversionError(f"malformed node {shown(raw)}: its 'id' must be a number or a string")
+    _check_slot_lists(raw, f"node {node_id} ({raw['type']!r})")
+    return str(node_id)
+
+
+def _check_slot_lists(raw: Mapping[str, Any], where: str) -> None:
+    """A node's 'inputs' and 'outputs', where present, are lists of slot objects."""
     for key in ("inputs", "outputs"):
         entries = raw.get(key)
         if entries is not None and (not isinstance(entries, list)
                                     or not all(isinstance(entry, Mapping) for entry in entries)):
-            raise ConversionError(f"node {node_id} ({raw['type']!r}): '{key}' must be a list of slot objects, "
+            raise ConversionError(f"{where}: '{key}' must be a list of slot objects, "
                                   f"got {type_name(entries)} {shown(entries)}")
-    return str(node_id)
 
 
 def _whole(value: Any) -> int | None:

@@ -357,7 +357,8 @@ def check_png_text_chunks(source: ImageSource, *, name: str | None = None) -> No
                 total += size
                 if total > MAX_PNG_TEXT_TOTAL:
                     raise ImageDecodeError(
-                        f"{what}: PNG text chunks hold more than {MAX_PNG_TEXT_TOTAL:,} bytes of text in total (refused)")
+                        f"{what}: PNG text chunks hold more than {MAX_PNG_TEXT_TOTAL:,} bytes of text in total "
+                        "(refused)")
                 handle.seek(4, os.SEEK_CUR)  # CRC
             elif kind == b"IEND":
                 return

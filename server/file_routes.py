@@ -6,8 +6,9 @@ SVG, XML and script types into downloads. Uploads must decode as an allowed imag
 within the pixel budget before anything is written, and are written atomically. A path that
 leaves its root is 403, a malformed one 400, an image Pillow cannot identify 415. Path checks,
 stats and writes run on the app's file pool, Pillow on its small image pool (server/pools.py),
-folder walks on the default pool, never on the event loop; converted previews are cached (server/previews.py). Error text
-sent to clients names paths relative to their roots, never the server's absolute paths.
+folder walks on the default pool, never on the event loop; converted previews are cached
+(server/previews.py). Error text sent to clients names paths relative to their roots, never the
+server's absolute paths.
 """
 
 from __future__ import annotations

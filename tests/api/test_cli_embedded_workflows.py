@@ -17,20 +17,8 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from tests.api.test_cli import api_workflow, cli, inverted, read_png, ui_workflow
+from tests.api.test_cli import api_workflow, cli, in_tmp, inverted, read_png, run_main, ui_workflow  # noqa: F401 (fixture)
 from tests.unit.test_workflow_metadata import comfy_exif, write_video
-
-
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)  # the runtime's default folders live under the working directory
-    return tmp_path
-
-
-def run_main(*args: str) -> int:
-    import main
-
-    return main.main(list(args))
 
 
 def webp_with(path: Path, canvas: dict[str, Any] | None, prompt: dict[str, Any] | None, frames: int = 1) -> Path:

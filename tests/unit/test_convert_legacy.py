@@ -179,7 +179,7 @@ GROUP_ERRORS = [
     ("link from a group output that does not exist", lambda w: w["links"].append([17, 10, 4, 5, 0, "LATENT"]),
      r"leaves output 4 of group node 10 .* which has 1 outputs"),
     ("inner inputs not a list", lambda w: w["extra"]["groupNodes"]["EncodeAndSample"]["nodes"][2].__setitem__(
-        "inputs", 5), r"inner node 2 \('KSampler'\) has 'inputs' 5"),
+        "inputs", 5), r"inner node 2 \('KSampler'\): 'inputs' must be a list of slot objects, got number 5"),
     ("instance inputs not a list", lambda w: _node(w, 10).__setitem__("inputs", 3),
      r"node 10 \('workflow/EncodeAndSample'\): 'inputs' must be a list of slot objects, got number 3"),
 ]
