@@ -68,11 +68,12 @@ def create_app(runtime: Runtime, security: SecurityConfig, *, db_path: Path | No
     bridge = EventBridge()
     redactor = PathRedactor.for_folders(runtime.folders)
     worker = PromptWorker(runtime.executor, store, bridge, redact=redactor.redact_value)
-    hub = SocketHub(server_features(security.max_upload_size), worker.catch_up, store.queue_remaining)
+    pools = Pools.create()
+    hub = SocketHub(server_features(security.max_upload_size), worker.catch_up, store.queue_remaining, pools.control)
     bridge.connect(hub.deliver)
     app[RUNTIME], app[SECURITY], app[WEB_DIR] = runtime, security, web_dir
     app[STORE], app[WORKER], app[HUB] = store, worker, hub
-    app[POOLS], app[PREVIEWS], app[REDACTOR], app[NODES] = Pools.create(), PreviewCache(), redactor, nodes
+    app[POOLS], app[PREVIEWS], app[REDACTOR], app[NODES] = pools, PreviewCache(), redactor, nodes
     _add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     return app

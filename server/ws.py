@@ -14,6 +14,7 @@ import logging
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,11 +85,12 @@ class SocketHub:
     """Connected websocket clients by client id; lives on the event loop thread."""
 
     def __init__(self, features: dict[str, object], catch_up: Callable[[], list[Message]],
-                 queue_remaining: Callable[[], int]) -> None:
+                 queue_remaining: Callable[[], int], store_pool: Executor | None = None) -> None:
         self._clients: dict[str, _Client] = {}
         self._features = dict(features)
         self._catch_up = catch_up
         self._queue_remaining = queue_remaining  # blocking (SQLite): only ever called in a thread
+        self._store_pool = store_pool  # the control routes' pool: never behind file or image work
         # The loop keeps only weak references to tasks: a close nobody holds can be collected mid-way.
         self._closing: set[asyncio.Task[Any]] = set()
 
@@ -149,7 +151,7 @@ class SocketHub:
         await connection.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
         # Counted before the client is registered, so the status below is still its first message.
-        remaining = await asyncio.get_running_loop().run_in_executor(None, self._queue_remaining)
+        remaining = await asyncio.get_running_loop().run_in_executor(self._store_pool, self._queue_remaining)
         previous = self._clients.get(sid)
         if previous is not None:
             self._drop(previous)  # a reconnecting client replaces its old socket (ComfyUI semantics)

@@ -123,6 +123,16 @@ def test_dropping_media_with_a_workflow_opens_it(page: Page, name: str) -> None:
     assert page.locator("#error-panel").is_hidden()
 
 
+@pytest.mark.parametrize("name", ["comfy_animated.webp", "comfy.mp4"])
+def test_the_open_button_opens_media_too(page: Page, name: str) -> None:
+    make, mime = CASES[name]
+    text = f"opened with the Open button from {name}"
+    page.set_input_files("#workflow-file", files=[{"name": name, "mimeType": mime, "buffer": make(text)}])
+    page.wait_for_function("""t => window.app.graph.nodes.some((n) => n.type === 'CLIPTextEncode'
+        && n.widgets?.some((w) => w.name === 'text' && w.value === t))""", arg=text, timeout=15_000)
+    assert page.locator("#error-panel").is_hidden()
+
+
 def test_a_webp_with_only_the_api_prompt_opens_it_laid_out(page: Page) -> None:
     drop_file(page, "prompt_only.webp", comfy_webp(None, api_prompt_saying("only-the-prompt")), "image/webp")
     page.wait_for_function("() => window.app.graph.nodes.some((n) => n.type === 'ImageInvert')")

@@ -2,17 +2,15 @@
 /**
  * Files dropped on the page and workflow JSON pasted into it.
  *
- * A dropped .json or .png opens through app.workflow.openFile (a PNG must carry a workflow); a WebP,
- * WebM/MKV or MP4/MOV opens the workflow embedded in it (media_metadata.js reads the layouts
- * ComfyUI writes). A drop that lands on a node is offered to that node first: a node that takes
+ * A dropped .json, or a PNG, WebP, WebM/MKV or MP4/MOV carrying a workflow, opens through
+ * app.workflow.openFile (media_metadata.js reads the layouts ComfyUI writes). A drop that lands on a node is offered to that node first: a node that takes
  * files (LoadImage uploads an image) defines `onDropFile(file)` and returns true, or a promise, when
  * it took the file; then the file is not also opened as a workflow. Every file drop is cancelled, so the browser never
  * navigates away to show the file. Pasting text that is a whole workflow (canvas or API format)
  * loads it; litegraph's own node clipboard is separate and unaffected.
  */
-import { MAX_MEDIA_BYTES, readMediaWorkflow } from "./media_metadata.js";
 import { parseLenientJson } from "./pnginfo.js";
-import { isApiPrompt, isCanvasWorkflow, workflowIn } from "./workflow_io.js";
+import { isApiPrompt, isCanvasWorkflow } from "./workflow_io.js";
 
 const DROP_CLASS = "drop-active";
 const MEDIA_NAME = /\.(webp|webm|mkv|mp4|m4v|mov)$/i;
@@ -74,31 +72,6 @@ function workflowFile(files) {
     || isMedia(file)) || files[0];
 }
 
-/**
- * Open the workflow a WebP, WebM/MKV or MP4/MOV file carries; errors are shown, not thrown.
- * @param {any} app @param {File} file
- */
-async function openMediaFile(app, file) {
-  try {
-    if (file.size > MAX_MEDIA_BYTES) {
-      throw new Error(`the file is ${Math.round(file.size / 2 ** 20)} MiB; workflows are read from files up to `
-        + `${MAX_MEDIA_BYTES / 2 ** 20} MiB`);
-    }
-    const found = readMediaWorkflow(new Uint8Array(await file.arrayBuffer()));
-    if (!found) throw new Error("the file is not a WebP image, a WebM/MKV video or an MP4/MOV video");
-    const data = workflowIn(found.workflow) || workflowIn(found.prompt);
-    if (!data) {
-      throw new Error("this file carries no workflow: only files saved by Flowmill or ComfyUI have one "
-        + "('workflow' or 'prompt' metadata)");
-    }
-    // A media file's name is an output's name, not a workflow name the user chose: Save asks first.
-    app.workflow.load(data, { name: file.name.replace(MEDIA_NAME, ""), named: false });
-    app.ui?.toast?.(`Opened ${file.name}`, "ok");
-  } catch (error) {
-    app.ui?.showError?.(`Cannot open ${file.name}`, String(/** @type {any} */ (error)?.message || error));
-  }
-}
-
 /** @param {any} app @param {DragEvent} event */
 async function onDrop(app, event) {
   document.body.classList.remove(DROP_CLASS);
@@ -107,9 +80,7 @@ async function onDrop(app, event) {
   event.preventDefault();
   if (!files.length) return;
   if (offerToNode(nodeAtEvent(app, event), files, event)) return;
-  const file = workflowFile(files);
-  if (isMedia(file) && !/\.(json|png)$/i.test(file.name)) await openMediaFile(app, file);
-  else await app.workflow.openFile(file);
+  await app.workflow.openFile(workflowFile(files));
 }
 
 /** @param {any} app @param {ClipboardEvent} event */

@@ -13,7 +13,8 @@
  * in ComfyUI too; "Export API" asks the server to convert, the same code /prompt runs.
  */
 import { MAX_FIT_SCALE, apiPromptToWorkflow } from "./api_layout.js";
-import { isPng, parseLenientJson, readPngWorkflow } from "./pnginfo.js";
+import { MAX_MEDIA_BYTES, mediaKind, readMediaWorkflow } from "./media_metadata.js";
+import { parseLenientJson, readPngWorkflow } from "./pnginfo.js";
 import { askName } from "./ui/name_dialog.js";
 import { installTemplatesMenu } from "./ui/templates.js";
 
@@ -58,10 +59,13 @@ export function workflowIn(data) {
   return null;
 }
 
+/** What each kind of file that can carry a workflow is called in messages. */
+const KIND_NAMES = { png: "PNG", webp: "WebP image", matroska: "WebM/MKV video", isobmff: "MP4/MOV video" };
+
 /** "renders/cat.v2.json" -> "cat.v2" @param {string} fileName */
 export function fileStem(fileName) {
   const base = fileName.split(/[/\\]/).pop() || "";
-  return base.replace(/\.(json|png)$/i, "") || UNTITLED;
+  return base.replace(/\.(json|png|webp|webm|mkv|mp4|m4v|mov)$/i, "") || UNTITLED;
 }
 
 /** A name that is safe as a download's file name (without extension). @param {string} name */
@@ -203,16 +207,23 @@ export class WorkflowIO {
   }
 
   /**
-   * Open a .json workflow (canvas or API format) or a .png carrying one; errors are shown, not thrown.
+   * Open a workflow file: a .json (canvas or API format), or a PNG, WebP, WebM/MKV or MP4/MOV that
+   * carries one, as Flowmill and ComfyUI save them (recognised by their first bytes, not their
+   * names). Open, drop and paste all come here; errors are shown, not thrown.
    * @param {File} file
    * @returns {Promise<boolean>}
    */
   async openFile(file) {
     try {
-      const isImage = file.type === "image/png" || /\.png$/i.test(file.name);
-      const data = isImage ? await this.#workflowFromPng(file) : await this.#workflowFromJson(file);
-      // A PNG's name is an output's name, not a workflow name the user chose: Save asks first.
-      this.load(data, { name: fileStem(file.name), named: !isImage });
+      if (file.size > MAX_MEDIA_BYTES) {
+        throw new Error(`the file is ${Math.round(file.size / 2 ** 20)} MiB; workflows are read from files up to `
+          + `${MAX_MEDIA_BYTES / 2 ** 20} MiB`);
+      }
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      const kind = mediaKind(bytes);
+      const data = kind === null ? this.#workflowFromJson(bytes) : await this.#workflowFromMedia(bytes, kind);
+      // An image's or video's name is an output's name, not a workflow name the user chose: Save asks first.
+      this.load(data, { name: fileStem(file.name), named: kind === null });
       this.app.ui?.toast?.(`Opened ${file.name}`, "ok");
       return true;
     } catch (error) {
@@ -275,28 +286,28 @@ export class WorkflowIO {
     return null;
   }
 
-  /** @param {File} file */
-  async #workflowFromPng(file) {
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    if (!isPng(bytes)) throw new Error("the file is not a PNG image");
-    const { workflow, prompt } = await readPngWorkflow(bytes);
+  /**
+   * The workflow (else the API prompt) an image or video carries.
+   * @param {Uint8Array} bytes @param {keyof typeof KIND_NAMES} kind
+   */
+  async #workflowFromMedia(bytes, kind) {
+    const { workflow, prompt } = kind === "png" ? await readPngWorkflow(bytes) : /** @type {any} */ (readMediaWorkflow(bytes));
     const found = workflowIn(workflow) || workflowIn(prompt);
     if (!found) {
-      throw new Error("this PNG carries no workflow: only images saved by Flowmill or ComfyUI have one "
-        + "(a 'workflow' or 'prompt' text chunk)");
+      throw new Error(`this ${KIND_NAMES[kind]} carries no workflow: only files saved by Flowmill or ComfyUI have one `
+        + "('workflow' or 'prompt' metadata)");
     }
     return found;
   }
 
-  /** @param {File} file */
-  async #workflowFromJson(file) {
-    let data;
+  /** @param {Uint8Array} bytes */
+  #workflowFromJson(bytes) {
     try {
-      data = parseLenientJson(await file.text());
+      return parseLenientJson(new TextDecoder().decode(bytes));
     } catch (error) {
-      throw new Error(`the file is not valid JSON (${messageOf(error)}); expected a workflow .json or a .png`);
+      throw new Error(`the file is not valid JSON (${messageOf(error)}); expected a workflow .json, or a PNG, `
+        + "WebP, WebM or MP4 saved by Flowmill or ComfyUI");
     }
-    return data;
   }
 
   /**
