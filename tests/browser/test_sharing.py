@@ -315,6 +315,9 @@ def test_new_clears_the_graph_and_undo_brings_it_back(page: Page) -> None:
 
 
 def test_keyboard_shortcuts_save_and_open(page: Page) -> None:
+    # Playwright turns on file-chooser interception when a listener first appears, asynchronously;
+    # listening from the start makes sure it is on before Ctrl+O (a chooser before that is lost).
+    page.on("filechooser", lambda chooser: None)
     page.locator("#graph-canvas").focus()
     page.keyboard.press("Control+s")
     page.locator("#name-dialog-input").wait_for()
