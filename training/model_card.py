@@ -19,12 +19,54 @@ def _table(scores: dict[str, float]) -> str:
                       *(f"| {name} | {value:.1%} |" for name, value in scores.items())])
 
 
+def _wording_table(wordings: dict[str, dict]) -> str:
+    rows = ["| wording | example | held out | shape | colour | background | all three |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, scores in wordings.items():
+        rows.append(f"| `{name}` | {scores['example']} | {'yes' if scores['held_out'] else 'no (trained)'} | "
+                    f"{scores['shape']:.0%} | {scores['colour']:.0%} | {scores['background']:.0%} | "
+                    f"{scores['shape+colour+background']:.0%} |")
+    return "\n".join(rows)
+
+
+def _widen_line(widen: dict) -> str:
+    if not widen:
+        return ""
+    settings = widen.get("training", {})
+    return (f"- Widened-grammar fine-tuning: {settings.get('steps', '?')} more steps of batch "
+            f"{settings.get('batch_size', '?')} at learning rate {settings.get('learning_rate', '?')} on captions "
+            f"drawn from the base and the widened grammar (`captions.WIDENED_TEMPLATES`: no article or \"one\", "
+            f"\"over\" / \"in front of\", \";\" and \"and\" as separators, both orders), "
+            f"{settings.get('partial_captions', 0):.0%} drawn partial, and a caption leaving the size open always "
+            f"describing a large shape ({widen.get('train_seconds', 0) / 60:.0f} minutes).\n")
+
+
+def _wording_section(evaluation: dict) -> str:
+    wordings = evaluation.get("wording_accuracy")
+    if not wordings:
+        return ""
+    scenes = next(iter(wordings.values()))["scenes"]
+    return f"""
+Typed prompts in other wordings (`training/shapes/held_out_wordings.py`), {scenes} held-out scenes per
+wording with fresh noise seeds. Held-out wordings are sentence shapes no training caption has (a test
+enumerates both grammars); short wordings are scored on shape, colour and background, full ones
+("full:") on all five (size and position are in `evaluation.json`):
+
+{_wording_table(wordings)}
+"""
+
+
 def write_model_card(out: Path, logs: Path, evaluation: dict) -> None:
     vae = _read(logs / "vae_report.json")
     flow = _read(logs / "flow_report.json")
     flow_settings = flow.get("training", {})
     finetune = _read(logs / "finetune_report.json")
     finetune_settings = finetune.get("training", {})
+    widen = _read(logs / "widen_report.json")
+    wordings_followed = " and the typed-prompt wordings above" if widen else ""
+    open_size = ("A prompt that leaves the size open gets a large shape." if widen else
+                 "When a prompt leaves the size open, small shapes often come out with the wrong outline (small "
+                 'circles look square): naming the size ("a large red circle ...") avoids it.')
     partial = f"{finetune_settings.get('partial_captions', 0):.0%}"
     parameters = flow.get("parameters", {})
     run = evaluation["settings"]
@@ -79,7 +121,7 @@ every evaluation caption describes a held-out combination.
   {finetune_settings.get("learning_rate", "?")} with {partial} of the captions leaving out size and/or
   position ({finetune.get("train_seconds", 0) / 60:.0f} minutes). Training with partial captions from the start
   left position at chance (9%): placement must be learnt first.
-
+{_widen_line(widen)}
 Loss logs: `training/*.jsonl` beside this card.
 
 ## Evaluation
@@ -94,16 +136,14 @@ The same scenes and seeds as short prompts that leave out size and position ("a 
 blue background"), scored on the attributes they state:
 
 {_table(evaluation.get("short_prompt_accuracy", {}))}
-
+{_wording_section(evaluation)}
 Recommended settings (`flowmill.json`): CFG {run["cfg"]}, 20 steps, euler, simple schedule, 64x64.
 
 ## Limits
 
 It knows only the shapes world at 64x64: other sizes and other subjects give abstract blobs. It
-follows prompts worded like its training captions (see `training/shapes/captions.py`); a
-sentence built differently, or naming two shapes, is not understood. When a prompt leaves the
-size open, small shapes often come out with the wrong outline (small circles look square):
-naming the size ("a large red circle ...") avoids it. It exists to test and demonstrate the
-application, not as an image model.
+follows prompts worded like its training captions (see `training/shapes/captions.py`){wordings_followed}; a
+sentence built very differently, or naming two shapes, is not understood. {open_size} It exists to test and
+demonstrate the application, not as an image model.
 """
     (out / "MODEL_CARD.md").write_text(card)

@@ -61,3 +61,28 @@ def test_fine_tuning_starts_from_a_trained_checkpoint(tmp_path: Path) -> None:
     assert len(losses) == 2 and all(loss < 0.5 for loss in losses)
     assert json.loads((tmp_path / "flow_report.json").read_text())["training"]["partial_captions"] == 0.35
     assert "_name_or_path" not in json.loads((tmp_path / "transformer" / "config.json").read_text())
+
+
+def test_the_widened_grammar_stage_continues_the_weights_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    """training.demo's widen stage trains from the folder's own weights, keeps its logs under training/, and a
+    rerun skips it (as every stage is skipped once its output exists)."""
+    from training import demo as demo_script
+    from training import flow_model
+
+    out, logs = tmp_path / "demo", tmp_path / "demo" / "training"
+    logs.mkdir(parents=True)
+    for part in ("vae", "tokenizer", "transformer", "text_encoder"):
+        shutil.copytree(DEMO / part, out / part)
+    short = replace(flow_model.widened_grammar_finetuning(seed=0), steps=2, images=64, batch_size=8, warmup_steps=1)
+    monkeypatch.setattr(flow_model, "widened_grammar_finetuning", lambda seed: short)
+    demo_script.finetune_widened_grammar(out, logs, seed=0)
+
+    report = json.loads((logs / "widen_report.json").read_text())
+    assert report["training"]["widened_grammar"] and report["training"]["open_size_is_large"]
+    assert report["started_from"] == str(out)
+    losses = [json.loads(line)["loss"] for line in (logs / "widen_training_log.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(loss < 0.5 for loss in losses)  # a trained model's loss, not a fresh one's ~2
+    assert not (out / "training_log.jsonl").exists() and not (out / "flow_report.json").exists()
+    written = (out / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
+    demo_script.finetune_widened_grammar(out, logs, seed=0)
+    assert (out / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == written

@@ -7,6 +7,7 @@ One job per module:
     geometry    shape outlines and their rasterisation
     render      render, mask, edges (control images), render_frames (motion clips)
     captions    caption / motion_caption: varied wording over fixed phrase tables
+    held_out_wordings  prompt wordings kept out of training, for evaluation only
     parse       parse_caption: words back to attributes
     dataset     make_dataset and the held-out split rule
     degrade     blur / drift / noise that imitate a weak generator

@@ -5,10 +5,18 @@ in `parse` maps back unambiguously. A partial caption leaves out the size, the p
 people write prompts ("a red circle on a blue background"); the image it describes still has some size
 and position, so a model trained on both learns to fill in what a prompt leaves open.
 The phrase tables here are the single source of the wording; `parse` reads the same tables.
+
+Two grammars: the base one (`TEMPLATES`, `UNPLACED_TEMPLATES`) that the demo model's first stages
+learnt and that `make_dataset` captions use, and the widened one (`caption(..., widened=True)`), which
+adds to it the orders, separators, prepositions and article forms people type ("red circle on a blue
+background", "one red circle over a blue background", "blue background; a red circle"). Wordings
+kept for evaluation only live apart in `held_out_wordings`; neither grammar here can produce them.
 Imports `scene`.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -54,8 +62,9 @@ DIRECTION_PHRASES: dict[str, tuple[str, ...]] = {
 }
 
 # {thing} is "<size> <colour> <shape>" with its article, so the colour word always sits right before the
-# shape word; {where} is a full placement phrase, {name} a bare one; {bg} is the background colour word
-# and {a_bg} the same with its article.
+# shape word; {bare} is the same without an article and {one} with "one" instead; {where} is a full
+# placement phrase, {name} a bare one; {bg} is the background colour word and {a_bg} the same with its
+# article.
 TEMPLATES: tuple[str, ...] = (
     "{thing} {where} on {a_bg} background",
     "{bg} background, {thing} {where}",
@@ -75,6 +84,41 @@ UNPLACED_TEMPLATES: tuple[str, ...] = (
     "{thing} on {bg}",
     "an image of {thing}, {bg} background",
 )
+# The widened grammar's further sentence shapes (added to the base ones above). They teach the pieces
+# of typed prompts: no article or "one", other prepositions ("over", "in front of", "against ...
+# backdrop"), other separators (";", "and") and both orders. Some whole sentence shapes are
+# deliberately missing here because they are the held-out wordings (`held_out_wordings`): no
+# "{bg} background with ...", no bare "against {bg}", and no comma form that starts with the
+# article-less shape and ends with the background.
+WIDENED_TEMPLATES: tuple[str, ...] = (
+    "{bare} {where} on {a_bg} background",
+    "{one} {where} on {a_bg} background",
+    "{thing} {where} over {a_bg} background",
+    "{thing} {where} in front of {a_bg} background",
+    "{bg} background; {thing} {where}",
+    "{bare} {where}, {bg} background",
+    "{bg} backdrop, {one} {where}",
+    "{bare} {where} against {a_bg} backdrop",
+    "{a_bg} background and {thing} {where}",
+    "{name}: {thing} on {bg}",
+    "{bare} {name} on {a_bg} background",
+    "{thing} {name}, {bg} backdrop",
+)
+WIDENED_UNPLACED_TEMPLATES: tuple[str, ...] = (
+    "{bare} on {a_bg} background",
+    "{one} on {a_bg} background",
+    "{one} on {bg}",
+    "{bare} on {bg}",
+    "{thing} over {a_bg} background",
+    "{thing} in front of {a_bg} background",
+    "{bg} background; {bare}",
+    "{bg} background, {one}",
+    "{bare} against {a_bg} backdrop",
+    "{a_bg} background and {thing}",
+    "{bare}, on {bg}",
+    "{one}, {bg} backdrop",
+    "{bare}; {bg} background",
+)
 # Attributes a caption may leave out; shape, colour and background are always named.
 OPTIONAL_ATTRIBUTES: frozenset[str] = frozenset({"size", "position"})
 MOTION_TEMPLATES: tuple[str, ...] = (
@@ -93,16 +137,15 @@ def _with_article(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
 
-def _words(rng: np.random.Generator, scene: Scene, with_size: bool = True) -> dict[str, str]:
-    colour = _choice(rng, COLOUR_WORDS.get(scene.colour, (scene.colour,)))
-    shape = _choice(rng, SHAPE_WORDS.get(scene.shape, (scene.shape,)))
-    where = _choice(rng, PLACE_PHRASES[scene.position])
-    background = _choice(rng, COLOUR_WORDS.get(scene.background, (scene.background,)))
-    size = f"{_choice(rng, SIZE_WORDS[scene.size])} " if with_size else ""
+def _slots(colour: str, shape: str, where: str, name: str, background: str, size: str) -> dict[str, str]:
+    """Every template slot from the chosen words; `size` is "" or the size word plus a space."""
+    bare = f"{size}{colour} {shape}"
     return {
-        "thing": _with_article(f"{size}{colour} {shape}"),
+        "thing": _with_article(bare),
+        "bare": bare,
+        "one": f"one {bare}",
         "where": where,
-        "name": _choice(rng, PLACE_NAMES[scene.position]),
+        "name": name,
         # "from the top left" reads better than "from at the top left": keep only the noun phrase.
         "place": where.split(" ", 1)[1],
         "bg": background,
@@ -110,14 +153,50 @@ def _words(rng: np.random.Generator, scene: Scene, with_size: bool = True) -> di
     }
 
 
-def caption(scene: Scene, rng: np.random.Generator, omit: frozenset[str] = frozenset()) -> str:
+def _words(rng: np.random.Generator, scene: Scene, with_size: bool = True) -> dict[str, str]:
+    # The draw order is fixed: base captions (and so every dataset's captions) stay what they were.
+    colour = _choice(rng, COLOUR_WORDS.get(scene.colour, (scene.colour,)))
+    shape = _choice(rng, SHAPE_WORDS.get(scene.shape, (scene.shape,)))
+    where = _choice(rng, PLACE_PHRASES[scene.position])
+    background = _choice(rng, COLOUR_WORDS.get(scene.background, (scene.background,)))
+    size = f"{_choice(rng, SIZE_WORDS[scene.size])} " if with_size else ""
+    return _slots(colour, shape, where, _choice(rng, PLACE_NAMES[scene.position]), background, size)
+
+
+def every_wording(scene: Scene, template: str, with_size: bool = True) -> set[str]:
+    """All the strings `template` can give for `scene` over every synonym choice, for checking that two
+    sets of templates never produce the same caption."""
+    choices = itertools.product(
+        COLOUR_WORDS.get(scene.colour, (scene.colour,)), SHAPE_WORDS.get(scene.shape, (scene.shape,)),
+        PLACE_PHRASES[scene.position], PLACE_NAMES[scene.position],
+        COLOUR_WORDS.get(scene.background, (scene.background,)),
+        tuple(f"{word} " for word in SIZE_WORDS[scene.size]) if with_size else ("",))
+    return {template.format(**_slots(*words)) for words in choices}
+
+
+def fill(template: str, scene: Scene, rng: np.random.Generator, with_size: bool = True) -> str:
+    """`template` filled with randomly chosen words for `scene`."""
+    return template.format(**_words(rng, scene, with_size))
+
+
+def templates_of(omit: frozenset[str], widened: bool) -> tuple[str, ...]:
+    """The sentence shapes `caption` chooses from for captions leaving out `omit`."""
+    unplaced = "position" in omit
+    base = UNPLACED_TEMPLATES if unplaced else TEMPLATES
+    if not widened:
+        return base
+    return base + (WIDENED_UNPLACED_TEMPLATES if unplaced else WIDENED_TEMPLATES)
+
+
+def caption(scene: Scene, rng: np.random.Generator, omit: frozenset[str] = frozenset(),
+            widened: bool = False) -> str:
     """A caption for `scene` in a randomly chosen template and wording, leaving out the attributes in `omit`
-    (a subset of OPTIONAL_ATTRIBUTES)."""
+    (a subset of OPTIONAL_ATTRIBUTES); `widened` draws from the base and the widened sentence shapes together."""
     if not omit <= OPTIONAL_ATTRIBUTES:
         raise ValueError(f"captions can leave out only {sorted(OPTIONAL_ATTRIBUTES)}, "
                          f"not {sorted(omit - OPTIONAL_ATTRIBUTES)}")
-    template = _choice(rng, UNPLACED_TEMPLATES if "position" in omit else TEMPLATES)
-    return template.format(**_words(rng, scene, with_size="size" not in omit))
+    template = _choice(rng, templates_of(omit, widened))
+    return fill(template, scene, rng, with_size="size" not in omit)
 
 
 def motion_caption(motion: MotionScene, rng: np.random.Generator) -> str:

@@ -57,6 +57,7 @@ _DIRECTION_OF = {phrase: name for name, phrases in DIRECTION_PHRASES.items() for
 _DIRECTION_ALTERNATIVES = "|".join(sorted(map(re.escape, _DIRECTION_OF), key=len, reverse=True))
 _MOTION = re.compile(rf"\b(?:{'|'.join(MOTION_VERBS)})\s+({_DIRECTION_ALTERNATIVES})\b")
 _BACKGROUND_NOUNS = {"background", "backdrop"}
+_BEFORE_BACKGROUND = {"on", "against", "over"}
 
 
 def _tokens(text: str) -> list[str]:
@@ -82,7 +83,8 @@ def _position(tokens: list[str]) -> str | None:
 
 def _colours(tokens: list[str], shape_index: int | None) -> tuple[str | None, str | None]:
     # The shape's colour is the word right before the shape noun; the background's is the one followed by
-    # "background"/"backdrop" or preceded by "on". Anything else is too ambiguous to guess.
+    # "background"/"backdrop" or preceded by "on"/"against"/"over" ("a red circle against blue"). Anything
+    # else is too ambiguous to guess.
     colour = background = None
     for i, token in enumerate(tokens):
         name = _COLOUR_OF.get(token)
@@ -90,7 +92,8 @@ def _colours(tokens: list[str], shape_index: int | None) -> tuple[str | None, st
             continue
         if shape_index is not None and i == shape_index - 1:
             colour = name
-        elif (i + 1 < len(tokens) and tokens[i + 1] in _BACKGROUND_NOUNS) or (i > 0 and tokens[i - 1] == "on"):
+        elif ((i + 1 < len(tokens) and tokens[i + 1] in _BACKGROUND_NOUNS)
+              or (i > 0 and tokens[i - 1] in _BEFORE_BACKGROUND)):
             background = name
     return colour, background
 
