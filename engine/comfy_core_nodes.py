@@ -241,7 +241,7 @@ COMFYUI_CORE_NODE_TYPES: frozenset[str] = frozenset({
     "WanPhantomSubjectToVideo", "WanReferenceVideoApi", "WanSCAILToVideo", "WanSoundImageToVideo",
     "WanSoundImageToVideoExtend", "WanTextToImageApi", "WanTextToVideoApi", "WanTrackToVideo",
     "WanUni3CControlnetApply", "WanVaceToVideo", "WavespeedFlashVSRNode", "WavespeedImageUpscaleNode",
-    "WebcamCapture", "WeldVertices", "YuE2GenerateABC", "YuE2GenerateMusic", "ZImageFunControlnet", "docs",
+    "WebcamCapture", "WeldVertices", "YuE2GenerateABC", "YuE2GenerateMusic", "ZImageFunControlnet",
     "unCLIPCheckpointLoader", "unCLIPConditioning", "wanBlockSwap",
 })
 
