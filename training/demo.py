@@ -5,10 +5,11 @@ Stages (each skipped when its output already exists, so an interrupted run resum
     2. vae         training.vae -> vae/ (AutoencoderKL, 16 latent channels)
     3. flow        training.flow_model -> transformer/ and text_encoder/ (captions naming all five attributes)
     4. finetune    1,500 more steps with a third of the captions partial, so short prompts work
-    4b. widen      (only with --widened-grammar) 1,400 more steps of 32 on the widened caption grammar
+    4b. widen      (only with --widened-grammar) 900 more steps of 32 on the widened caption grammar
                    (typed-prompt orders, separators, prepositions, no article or "one"), half the captions
-                   drawn partial and an open size meaning large. Not part of the shipped weights yet: it
-                   does not meet all of issue 13's held-out wording targets (see training/README.md)
+                   drawn partial, half drawn from the shapes ending in ", <colour> background", and an open
+                   size meaning large. Meets issue 13's held-out wording targets (training/README.md,
+                   "Typed prompts", run C) but is not part of the shipped weights yet
     5. assemble    latent_preview.json (fitted latent-to-RGB map, one hidden layer, for live previews),
                    model_index.json (marks the folder as a checkpoint), flowmill.json (sampling
                    defaults), then the evaluator's scores -> MODEL_CARD.md

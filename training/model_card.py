@@ -37,7 +37,10 @@ def _widen_line(widen: dict) -> str:
             f"{settings.get('batch_size', '?')} at learning rate {settings.get('learning_rate', '?')} on captions "
             f"drawn from the base and the widened grammar (`captions.WIDENED_TEMPLATES`: no article or \"one\", "
             f"\"over\" / \"in front of\", \";\" and \"and\" as separators, both orders), "
-            f"{settings.get('partial_captions', 0):.0%} drawn partial, and a caption leaving the size open always "
+            f"{settings.get('partial_captions', 0):.0%} drawn partial, "
+            f"{settings.get('joined_background_share', 0):.0%} of the widened ones drawn from the sentence shapes "
+            f"ending in "
+            f"\", <colour> background\", and a caption leaving the size open always "
             f"describing a large shape ({widen.get('train_seconds', 0) / 60:.0f} minutes).\n")
 
 

@@ -16,6 +16,7 @@ from training.shapes.captions import (
     WIDENED_TEMPLATES,
     WIDENED_UNPLACED_TEMPLATES,
     every_wording,
+    joined_background_templates,
     templates_of,
 )
 from training.shapes.held_out_wordings import EVALUATION_WORDINGS, HELD_OUT_WORDINGS
@@ -58,7 +59,7 @@ def test_the_enumeration_covers_what_captions_are_drawn() -> None:
     rng = np.random.default_rng(5)
     for _ in range(400):
         scene = sample_scene(rng)
-        text = describe(scene, rng, partial_captions=0.5, widened=True)
+        text = describe(scene, rng, partial_captions=0.5, widened=True, joined_background_share=0.5)
         assert text in _training_wordings(scene), text
         assert caption(scene, rng) in {t for template in TEMPLATES for t in every_wording(scene, template)}
 
@@ -104,12 +105,18 @@ def test_the_widened_stage_mixes_both_grammars_and_partial_captions() -> None:
     assert settings.widened_grammar and settings.partial_captions == 0.5 and settings.open_size_is_large
     rng = np.random.default_rng(3)
     scenes = [sample_scene(rng) for _ in range(3000)]
-    texts = [describe(scene, rng, settings.partial_captions, widened=True, open_size_is_large=True)
-             for scene in scenes]
+    texts = [describe(scene, rng, settings.partial_captions, widened=True, open_size_is_large=True,
+                      joined_background_share=settings.joined_background_share) for scene in scenes]
     base = [any(text in every_wording(scene, template, with_size=with_size)
                 for template in (*TEMPLATES, *UNPLACED_TEMPLATES) for with_size in (True, False))
             for scene, text in zip(scenes[:300], texts[:300], strict=True)]
     assert 0.2 < np.mean(base) < 0.6  # 14 of the 39 sentence shapes are the base grammar's
+    # Captions ending in a joined-on background are drawn more often than their 6 of 39 shapes would give.
+    joined = [any(text in every_wording(scene, template, with_size=with_size)
+                  for omit in OMISSIONS for template in joined_background_templates(omit)
+                  for with_size in (True, False))
+              for scene, text in zip(scenes[:300], texts[:300], strict=True)]
+    assert settings.joined_background_share > 0 and np.mean(joined) > 0.3
     stated = [_stated(text) for text in texts]
     # Half the captions are drawn partial; a small shape's keeps its size, so about 42% end up partial.
     assert 0.37 < np.mean([len(names) < 5 for names in stated]) < 0.47
@@ -117,3 +124,29 @@ def test_the_widened_stage_mixes_both_grammars_and_partial_captions() -> None:
     assert all("size" in names for names, scene in zip(stated, scenes, strict=True) if scene.size == "small")
     assert any("size" not in names for names in stated)
     assert {*WIDENED_TEMPLATES, *WIDENED_UNPLACED_TEMPLATES}.isdisjoint({*TEMPLATES, *UNPLACED_TEMPLATES})
+
+
+def _joined_background_share(texts: list[str], scenes: list[Scene], omit: frozenset[str]) -> float:
+    """Share of `texts` written in a sentence shape that ends in a joined-on background."""
+    return float(np.mean([any(text in every_wording(scene, template, with_size="size" not in omit)
+                              for template in joined_background_templates(omit))
+                          for text, scene in zip(texts, scenes, strict=True)]))
+
+
+@pytest.mark.parametrize("omit", OMISSIONS)
+def test_the_joined_background_share_draws_more_captions_that_end_in_the_background(omit: frozenset[str]) -> None:
+    joined = joined_background_templates(omit)
+    # Every one ends in ", <colour> background/backdrop" or "; <colour> background", and none is held out.
+    assert joined and all(t.endswith(("{bg} background", "{bg} backdrop")) for t in joined)
+    assert all(", {bg}" in t or "; {bg}" in t for t in joined)
+    assert set(joined) <= set(templates_of(omit, widened=True))
+    rng = np.random.default_rng(6)
+    scenes = [sample_scene(rng) for _ in range(600)]
+    uniform = [caption(scene, rng, omit, widened=True) for scene in scenes]
+    raised = [caption(scene, rng, omit, widened=True, joined_background_share=0.5) for scene in scenes]
+    base_share = len(joined) / len(templates_of(omit, widened=True))
+    assert abs(_joined_background_share(uniform, scenes, omit) - base_share) < 0.06
+    assert abs(_joined_background_share(raised, scenes, omit) - (0.5 + 0.5 * base_share)) < 0.07
+    # The base grammar is never changed by the share.
+    assert caption(scenes[0], np.random.default_rng(7), omit, joined_background_share=0.9) == caption(
+        scenes[0], np.random.default_rng(7), omit)

@@ -188,14 +188,32 @@ def templates_of(omit: frozenset[str], widened: bool) -> tuple[str, ...]:
     return base + (WIDENED_UNPLACED_TEMPLATES if unplaced else WIDENED_TEMPLATES)
 
 
+def ends_in_joined_background(template: str) -> bool:
+    """Whether a sentence shape ends in the background joined on by a comma or ";" ("..., blue background",
+    "...; blue background", "..., blue backdrop")."""
+    return template.endswith(("{bg} background", "{bg} backdrop")) and (", {bg}" in template or "; {bg}" in template)
+
+
+def joined_background_templates(omit: frozenset[str]) -> tuple[str, ...]:
+    """The sentence shapes of the widened grammar (base ones included) for captions leaving out `omit` that
+    end in a joined-on background."""
+    return tuple(template for template in templates_of(omit, widened=True) if ends_in_joined_background(template))
+
+
 def caption(scene: Scene, rng: np.random.Generator, omit: frozenset[str] = frozenset(),
-            widened: bool = False) -> str:
+            widened: bool = False, joined_background_share: float = 0.0) -> str:
     """A caption for `scene` in a randomly chosen template and wording, leaving out the attributes in `omit`
-    (a subset of OPTIONAL_ATTRIBUTES); `widened` draws from the base and the widened sentence shapes together."""
+    (a subset of OPTIONAL_ATTRIBUTES); `widened` draws from the base and the widened sentence shapes together,
+    and then `joined_background_share` of the captions (on top of their share in a uniform draw) from the
+    shapes that end in a joined-on background (`joined_background_templates`)."""
     if not omit <= OPTIONAL_ATTRIBUTES:
         raise ValueError(f"captions can leave out only {sorted(OPTIONAL_ATTRIBUTES)}, "
                          f"not {sorted(omit - OPTIONAL_ATTRIBUTES)}")
-    template = _choice(rng, templates_of(omit, widened))
+    # No draw at share 0, so captions without the share stay what they were for a given seed.
+    if widened and joined_background_share > 0 and rng.random() < joined_background_share:
+        template = _choice(rng, joined_background_templates(omit))
+    else:
+        template = _choice(rng, templates_of(omit, widened))
     return fill(template, scene, rng, with_size="size" not in omit)
 
 
