@@ -296,11 +296,15 @@ function socketMatch(entry, filter) {
   return best;
 }
 
-/** Show each result's category next to it. @param {HTMLElement} helper @param {any} app */
+/**
+ * Show each result's category next to it, and its type only where that says more than its name.
+ * @param {HTMLElement} helper @param {any} app
+ */
 function labelCategories(helper, app) {
   for (const item of helper.querySelectorAll(".lite-search-item")) {
     if (item.querySelector(".app-search-category")) continue;
     const type = unescape(String(/** @type {HTMLElement} */ (item).dataset.type ?? ""));
+    if (LiteGraph.registered_node_types[type]?.title === type) item.querySelector(".lite-search-item-type")?.remove();
     const category = LiteGraph.registered_node_types[type]?.category || app.nodeDefs[type]?.category;
     if (!category) continue;
     const label = document.createElement("span");
