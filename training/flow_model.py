@@ -92,7 +92,8 @@ def widened_grammar_finetuning(seed: int) -> FlowTraining:
     draws. Half the widened captions are drawn from the shapes that end in a joined-on background ("red
     circle at the top, blue background") on top of their share in the uniform draw: without that, "red
     circle, blue background" was right 61% of the time (1,400 steps); with it, and 900 steps, 86%, every
-    held-out wording at 86% or more and the model's own grammar 99% (README, "Typed prompts", run C).
+    held-out wording at 86% or more and the model's own grammar 99% (README, "Typed prompts", run C), but
+    a second seed gave 80% and missed three targets, so the setting is not final.
     Not in the shipped weights yet: see training/README.md, "Typed prompts"."""
     return FlowTraining(steps=900, batch_size=32, learning_rate=2e-4, warmup_steps=50, images=16000, wordings=6,
                         partial_captions=0.5, widened_grammar=True, joined_background_share=0.5,
