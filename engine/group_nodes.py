@@ -393,19 +393,22 @@ def _repoint(link: list[Any], instances: Mapping[str, tuple[Mapping[str, Any], _
     origin, target = str(link[1]), str(link[3])
     if origin in instances:
         raw, layout, inner = instances[origin]
-        slot = _whole(link[2])
-        if slot is None or not 0 <= slot < len(layout.outputs):
-            raise ConversionError(f"link {shown(link)} leaves output {shown(link[2])} of group node {origin} "
-                                  f"({raw['type']!r}), which has {len(layout.outputs)} outputs")
-        index, inner_slot = layout.outputs[slot]
+        index, inner_slot = _inner_slot(link, link[2], layout.outputs, f"leaves output {shown(link[2])} of "
+                                        f"group node {origin} ({raw['type']!r}), which has", "outputs")
         link[1], link[2] = inner[index]["id"], inner_slot
     if target in instances:
         raw, layout, inner = instances[target]
-        slot = _whole(link[4])
-        if slot is None or not 0 <= slot < len(layout.inputs):
-            raise ConversionError(f"link {shown(link)} enters input {shown(link[4])} of group node {target} "
-                                  f"({raw['type']!r}), which has {len(layout.inputs)} inputs")
-        index, inner_slot = layout.inputs[slot]
+        index, inner_slot = _inner_slot(link, link[4], layout.inputs, f"enters input {shown(link[4])} of "
+                                        f"group node {target} ({raw['type']!r}), which has", "inputs")
         _attach(inner[index], inner_slot, link[0], f"group node {target} ({raw['type']!r})")
         link[3], link[4] = inner[index]["id"], inner_slot
     return link
+
+
+def _inner_slot(link: list[Any], slot_value: Any, slots: list[tuple[int, int]], where: str,
+                noun: str) -> tuple[int, int]:
+    """(inner node index, inner slot) for a group instance's outer slot; a slot it lacks is an error."""
+    slot = _whole(slot_value)
+    if slot is None or not 0 <= slot < len(slots):
+        raise ConversionError(f"link {shown(link)} {where} {len(slots)} {noun}")
+    return slots[slot]
