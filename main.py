@@ -54,6 +54,12 @@ def _engine_flags(parser: argparse.ArgumentParser, out_flags: tuple[str, ...]) -
     parser.add_argument("--max-tensor-bytes", type=_size, metavar="SIZE",
                         help="refuse graphs in which one node would create more than SIZE of tensors, e.g. 8GiB "
                              "(default: half the RAM, at most the GPU's memory)")
+    parser.add_argument("--ram-budget", type=_size, metavar="SIZE",
+                        help="how much RAM loaded models may keep between prompts, least recently used out "
+                             "(default: half the RAM)")
+    parser.add_argument("--vram-budget", type=_size, metavar="SIZE",
+                        help="how much GPU memory model weights may take; a larger model is streamed block by "
+                             "block (default: the GPU's memory less 1.5 GiB)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,13 +103,21 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
         parser.error(str(error))
     settings = Settings(models_dir=args.models_dir, input_dir=args.input_dir, output_dir=args.output_dir, cache=cache,
                         force_cpu=args.cpu, custom_nodes_dir=args.custom_nodes_dir, safe_mode=args.safe_mode,
-                        max_tensor_bytes=args.max_tensor_bytes)
+                        max_tensor_bytes=args.max_tensor_bytes, ram_budget=args.ram_budget,
+                        vram_budget=args.vram_budget)
     if getattr(args, "user_dir", None) is not None:  # only `serve` has the option
         settings = dataclasses.replace(settings, user_dir=args.user_dir.resolve())
     default_workflow = getattr(args, "default_workflow", None)  # only `serve` has the option
     if default_workflow is not None:
         settings = dataclasses.replace(settings, default_workflow=default_workflow.resolve())
     return settings
+
+
+def _model_manager(settings: Any) -> Any:
+    """The model manager for `settings`' device and budgets (modeling/manager.py)."""
+    from modeling.manager import build_model_manager
+
+    return build_model_manager(settings.device(), settings.ram_budget, settings.vram_budget)
 
 
 def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -130,7 +144,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 2
     logging.getLogger("flowmill").info("the browser opens with %s", settings.default_workflow)
     # The nodes load on a background thread while the page is already served (server/startup.py).
-    runtime = build_runtime(settings, discover_nodes=False)
+    runtime = build_runtime(settings, _model_manager(settings), discover_nodes=False)
     try:
         serve_app(runtime, security, load_nodes=lambda: fill_registry(runtime.registry, settings))
     except QueueInUseError as error:
@@ -147,7 +161,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     try:
         source = read_workflow_file(args.workflow)  # JSON, or a PNG/WebP/WebM/MP4 that embeds one
-        runtime = build_runtime(_settings(args, parser))
+        settings = _settings(args, parser)
+        runtime = build_runtime(settings, _model_manager(settings))
         result = run_workflow(runtime, source.workflow, args.overrides, TerminalProgress(),
                               extra_pnginfo=source.extra_pnginfo, fallback_prompt=source.embedded_prompt)
     except WorkflowError as error:

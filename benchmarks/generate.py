@@ -43,6 +43,7 @@ from engine.paths import Folders  # noqa: E402
 from engine.registry import NodeRegistry  # noqa: E402
 from engine.validation import validate_prompt  # noqa: E402
 from modeling.loading import read_model_settings  # noqa: E402
+from modeling.manager import build_model_manager  # noqa: E402
 from modeling.packing import image_position_ids, pack_latents, text_position_ids, unpack_latents  # noqa: E402
 from sampling.flow import FlowSampling  # noqa: E402
 from sampling.noise import seeded_noise  # noqa: E402
@@ -64,7 +65,8 @@ class FlowmillRun:
         self.folders.create()
         self.registry = NodeRegistry()
         self.registry.discover("nodes")
-        self.executor = Executor(self.registry, OutputCache(), self.folders)
+        self.executor = Executor(self.registry, OutputCache(), self.folders,
+                                 models=build_model_manager(torch.device("cpu")))
         self.prompt = load_workflow(json.loads(WORKFLOW.read_text()), self.registry.object_info(self.folders.choices))
         self.sampler_id = next(key for key, node in self.prompt.items() if node["class_type"] == "KSampler")
 

@@ -1,17 +1,19 @@
-"""What a running node may touch: its identity, folders, device, progress and interrupts.
+"""What a running node may touch: its identity, folders, device, models, progress and interrupts.
 
 Nodes receive a `NodeContext` when their first parameter is annotated with it. It is the
-only route to progress reports, previews and the interrupt flag; nodes never reach into the
-executor or the server.
+only route to progress reports, previews, the interrupt flag and loaded models (`ctx.models`,
+the model manager the composition root built); nodes never reach into the executor or the
+server. The engine knows the manager only by the `ModelScopes` protocol: it imports no model code.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -41,6 +43,33 @@ class InterruptFlag:
 ProgressReporter = Callable[[float, float, Any], None]
 
 
+class ModelScopes(Protocol):
+    """The model manager as nodes and the server see it (modeling/manager.py implements it)."""
+
+    def use(self, ref: Any) -> AbstractContextManager[Any]:
+        """The module a model reference stands for, ready on the compute device, for a `with` block."""
+        ...
+
+    def unload_all(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]:
+        """Budgets and resident models, for /system_stats."""
+        ...
+
+
+class NoModels:
+    """The model scopes of a context built without a model manager (stub-node tests, validation)."""
+
+    def use(self, ref: Any) -> AbstractContextManager[Any]:
+        raise RuntimeError("this run has no model manager: build the executor with models=ModelManager(...)")
+
+    def unload_all(self) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        return {"loaded": []}
+
+
 def _ignore_progress(value: float, total: float, preview: Any) -> None:
     """Progress reporter for contexts outside a run (validation, fingerprints)."""
 
@@ -56,6 +85,7 @@ class NodeContext:
     extra_pnginfo: Mapping[str, Any] | None = None
     interrupt: InterruptFlag = field(default_factory=InterruptFlag)
     report: ProgressReporter = _ignore_progress
+    models: ModelScopes = field(default_factory=NoModels)
 
     def check_interrupted(self) -> None:
         if self.interrupt.is_set():

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from engine.cache import OutputCache
-from engine.context import CURRENT_NODE_CONTEXT, Interrupted, InterruptFlag, NodeContext
+from engine.context import CURRENT_NODE_CONTEXT, Interrupted, InterruptFlag, ModelScopes, NodeContext, NoModels
 from engine.events import (
     EventSink,
     ExecutionFailed,
@@ -75,11 +75,12 @@ OOM_HINT = (
 
 class Executor:
     def __init__(self, registry: NodeRegistry, cache: OutputCache, folders: Folders,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, models: ModelScopes | None = None) -> None:
         self.registry = registry
         self.cache = cache
         self.folders = folders
         self.device = device or torch.device("cpu")
+        self.models: ModelScopes = models or NoModels()
         self._instances: dict[tuple[str, str], NodeHooks] = {}
 
     def run(self, request: RunRequest, sink: EventSink = discard_events,
@@ -96,11 +97,14 @@ class Executor:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    def free(self, *, free_memory: bool) -> None:
-        """Drop cached outputs (and node instances) when asked to free memory; collect garbage."""
+    def free(self, *, free_memory: bool, unload_models: bool = False) -> None:
+        """Drop cached outputs (and node instances) when asked to free memory, the resident models when
+        asked to unload them; collect garbage."""
         if free_memory:
             self.cache.clear()
             self._instances.clear()
+        if unload_models:
+            self.models.unload_all()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -384,6 +388,7 @@ class Executor:
             extra_pnginfo=run.request.extra_data.get("extra_pnginfo"),
             interrupt=run.interrupt,
             report=partial(self._report, run, node_id),
+            models=self.models,
         )
 
     def _report(self, run: Run, node_id: str, value: float, total: float, preview: Any) -> None:

@@ -13,6 +13,7 @@ import torch
 
 from engine.budget import default_max_tensor_bytes
 from engine.cache import GIB, CachePolicy, MemoryBudget, OutputCache
+from engine.context import ModelScopes
 from engine.executor import Executor
 from engine.paths import Folders
 from engine.registry import NodeRegistry
@@ -39,6 +40,10 @@ class Settings:
     # The most a node's outputs may take (--max-tensor-bytes); None derives it from the
     # machine's memory (engine/budget.py). Graphs over it are refused at validation.
     max_tensor_bytes: int | None = None
+    # Bytes of model weights kept resident on the host and on the GPU (--ram-budget,
+    # --vram-budget); None derives them from the machine (modeling/manager.py `Budgets`).
+    ram_budget: int | None = None
+    vram_budget: int | None = None
     # The workflow the browser opens with: text to image on the shipped demo model.
     default_workflow: Path = PROJECT_DIR / "workflows" / "default.json"
     # The canvas's Templates menu lists the workflow files in this folder.
@@ -93,12 +98,13 @@ def build_registry(settings: Settings) -> NodeRegistry:
     return registry
 
 
-def build_runtime(settings: Settings, *, discover_nodes: bool = True) -> Runtime:
-    """The runtime; with `discover_nodes=False` its registry starts empty, for `fill_registry` later."""
+def build_runtime(settings: Settings, models: ModelScopes | None = None, *, discover_nodes: bool = True) -> Runtime:
+    """The runtime around `models` (the model manager main.py builds; None: no models, for tests of
+    the engine alone); with `discover_nodes=False` its registry starts empty, for `fill_registry` later."""
     folders = settings.folders()
     folders.create()
     device = settings.device()
     budget = MemoryBudget(device, int(settings.cache_device_gib * GIB), int(settings.cache_host_gib * GIB))
     registry = build_registry(settings) if discover_nodes else NodeRegistry()
-    executor = Executor(registry, OutputCache(settings.cache, budget), folders, device)
+    executor = Executor(registry, OutputCache(settings.cache, budget), folders, device, models)
     return Runtime(settings, folders, device, registry, executor)

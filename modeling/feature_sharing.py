@@ -10,16 +10,19 @@ transformer to be changed, by attention processors, with all state in explicit o
   set the key of the evaluation in flight, and each processor asks it to exchange its value;
 - `ValueSharingProcessor` is FLUX's single-stream attention with that exchange between the value
   projection and the attention;
+- `ValueSharingPatch` is the same installation as a patch value (modeling/model_refs.py `Patch`):
+  RF-Edit asks the model manager for `ref.patched(ValueSharingPatch(...))`, so the processors exist
+  only inside that `use()` scope, while no other scope holds the model, and are undone after it;
 - `shared_value_features` installs the processors on the chosen blocks for the length of a `with`
-  block and puts the transformer's own processors back afterwards, even on error.
+  block and puts the transformer's own processors back afterwards, even on error (for callers that
+  hold a module outside the manager: tests and benchmarks).
 
-Nothing is threaded through `forward`'s arguments. Installing changes the shared module, so it
-must not overlap another run on the same model; Flowmill's executor runs one prompt at a time.
+Nothing is threaded through `forward`'s arguments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -209,15 +212,35 @@ def parse_blocks(text: str, count: int) -> tuple[int, ...]:
     return tuple(sorted(chosen))
 
 
+@dataclass(frozen=True, eq=False)
+class ValueSharingPatch:
+    """RF-Edit's value-sharing processors on `blocks` of a FLUX transformer, as a scoped patch.
+
+    Compared by identity: each edit shares its own `ValueSharing` (and bank), so two edits are never
+    the same patch.
+    """
+
+    blocks: tuple[int, ...]
+    sharing: ValueSharing
+
+    def apply(self, module: nn.Module) -> Callable[[], None]:
+        available = single_blocks(module)
+        originals = {index: available[index].attn.processor for index in self.blocks}
+        for index in self.blocks:
+            available[index].attn.set_processor(ValueSharingProcessor(index, self.sharing))
+
+        def undo() -> None:
+            for index, processor in originals.items():
+                available[index].attn.set_processor(processor)
+
+        return undo
+
+
 @contextmanager
 def shared_value_features(transformer: nn.Module, blocks: Sequence[int], sharing: ValueSharing) -> Iterator[None]:
     """Run the `with` body with ValueSharingProcessors on the chosen single blocks; restore the originals after."""
-    available = single_blocks(transformer)
-    originals = {index: available[index].attn.processor for index in blocks}
+    undo = ValueSharingPatch(tuple(blocks), sharing).apply(transformer)
     try:
-        for index in blocks:
-            available[index].attn.set_processor(ValueSharingProcessor(index, sharing))
         yield
     finally:
-        for index, processor in originals.items():
-            available[index].attn.set_processor(processor)
+        undo()

@@ -26,6 +26,7 @@ from modeling.text_encoder import TextEncoder
 from modeling.vae import Vae
 
 __all__ = [
+    "check_component",
     "load_checkpoint",
     "load_diffusion_model",
     "load_state_dict",
@@ -36,26 +37,33 @@ __all__ = [
 
 
 def load_diffusion_model(
-    path: Path | str, *, device: torch.device | str, dtype: torch.dtype | None = None
+    path: Path | str, *, device: torch.device | str, dtype: torch.dtype | None = None,
+    compute_device: torch.device | None = None,
 ) -> DiffusionModel:
-    """A diffusion model from a file, a component folder, a model folder or a checkpoint file."""
+    """A diffusion model from a file, a component folder, a model folder or a checkpoint file.
+
+    Built on `device`; without a `dtype`, in the precision it computes in on `compute_device`
+    (default: `device`), so the model manager can keep a host copy ready for the GPU.
+    """
     path, device = Path(path), torch.device(device)
     weights = locate(path, "diffusion_model")[0]
     settings = read_model_settings(path) if is_model_folder(path) else {}
-    return _diffusion_model(weights, settings, path, device, dtype)
+    return _diffusion_model(weights, settings, path, device, _dtype(weights, dtype, compute_device or device))
 
 
-def load_vae(path: Path | str, *, device: torch.device | str, dtype: torch.dtype | None = None) -> Vae:
+def load_vae(path: Path | str, *, device: torch.device | str, dtype: torch.dtype | None = None,
+             compute_device: torch.device | None = None) -> Vae:
     """A VAE from a file, a component folder, a model folder or a checkpoint file."""
     path, device = Path(path), torch.device(device)
     weights = locate(path, "vae")[0]
-    return _vae(weights, path, device, dtype)
+    return _vae(weights, path, device, _dtype(weights, dtype, compute_device or device))
 
 
-def load_text_encoder(path: Path | str, *, device: torch.device | str, kind: str = "clip") -> TextEncoder:
+def load_text_encoder(path: Path | str, *, device: torch.device | str, kind: str = "clip",
+                      compute_device: torch.device | None = None) -> TextEncoder:
     """A text encoder of `kind` (see TEXT_ENCODER_KINDS) with its tokenizer, from local files."""
     path, device = Path(path), torch.device(device)
-    return _text_encoder(locate(path, "text_encoder"), path, device, kind)
+    return _text_encoder(locate(path, "text_encoder"), path, device, kind, compute_device or device)
 
 
 def load_checkpoint(path: Path | str, *, device: torch.device | str) -> tuple[DiffusionModel, TextEncoder, Vae]:
@@ -80,7 +88,7 @@ def load_checkpoint(path: Path | str, *, device: torch.device | str) -> tuple[Di
         settings = {}
     vae = _vae(parts["vae"][0], path, device, None)
     model = _diffusion_model(parts["diffusion_model"][0], settings, path, device, None)
-    text_encoder = _text_encoder(parts["text_encoder"], path, device, "clip")
+    text_encoder = _text_encoder(parts["text_encoder"], path, device, "clip", device)
     return model.with_latent_preview(vae.latent_preview), text_encoder, vae
 
 
@@ -124,12 +132,25 @@ def _vae(weights: ComponentWeights, path: Path, device: torch.device, dtype: tor
     return Vae(module, shift, scale, channels, device, next(module.parameters()).dtype, preview)
 
 
-def _text_encoder(candidates: list[ComponentWeights], path: Path, device: torch.device, kind: str) -> TextEncoder:
+def _text_encoder(candidates: list[ComponentWeights], path: Path, device: torch.device, kind: str,
+                  compute_device: torch.device) -> TextEncoder:
+    weights, family = _chosen_text_encoder(candidates, path, kind)
+    tokenizer = _tokenizer(tokenizer_folder(weights.folder or path))
+    config = resolve_config(family, weights)
+    _match_token_ids(config, tokenizer, weights)
+    dtype = default_dtype(weights.state, compute_device)
+    module = instantiate(family, config, weights, device=device, dtype=dtype)
+    return TextEncoder(module, tokenizer, family, device, dtype)
+
+
+def _chosen_text_encoder(candidates: list[ComponentWeights], path: Path,
+                         kind: str) -> tuple[ComponentWeights, ModelFamily]:
+    """The candidate that is a text encoder of `kind`: a checkpoint may hold several (clip_l, t5xxl)."""
     if kind not in TEXT_ENCODER_KINDS:
         raise ValueError(f"unknown text encoder kind {kind!r}; expected one of {sorted(TEXT_ENCODER_KINDS)}")
     wanted = TEXT_ENCODER_KINDS[kind]
     found: list[str] = []
-    for weights in candidates:  # a checkpoint may hold several encoders (clip_l, t5xxl): take the wanted one
+    for weights in candidates:
         try:
             family = detect_family(weights.state, "text_encoder", source=weights.origin)
         except UnknownCheckpointError as error:
@@ -138,17 +159,28 @@ def _text_encoder(candidates: list[ComponentWeights], path: Path, device: torch.
             found.append(str(error))
             continue
         if family.name in wanted:
-            break
+            return weights, family
         found.append(f"{weights.origin}: {family.name}")
+    raise ModelFileError(f"{path}: no {kind} text encoder here (wanted {', '.join(wanted)}); found: "
+                         + "; ".join(found))
+
+
+def check_component(path: Path | str, component: Component, *, kind: str = "clip") -> ModelFamily:
+    """The family of `component` at `path`, checked as far as the file's header and config go (no
+    weights are read): unknown architectures, configs that belong to other weights, a missing
+    tokenizer or missing checkpoint parts fail here, with the file named."""
+    path = Path(path)
+    candidates = locate(path, component)
+    if component == "text_encoder":
+        weights, family = _chosen_text_encoder(candidates, path, kind)
+        tokenizer_folder(weights.folder or path)
     else:
-        raise ModelFileError(f"{path}: no {kind} text encoder here (wanted {', '.join(wanted)}); found: "
-                             + "; ".join(found))
-    tokenizer = _tokenizer(tokenizer_folder(weights.folder or path))
-    config = resolve_config(family, weights)
-    _match_token_ids(config, tokenizer, weights)
-    dtype = default_dtype(weights.state, device)
-    module = instantiate(family, config, weights, device=device, dtype=dtype)
-    return TextEncoder(module, tokenizer, family, device, dtype)
+        weights = candidates[0]
+        family = detect_family(weights.state, component, source=weights.origin)
+    resolve_config(family, weights)
+    if component == "diffusion_model" and (family.sampling is None or family.latent_channels is None):
+        raise ModelFileError(f"{weights.origin}: family {family.name} lacks sampling defaults")
+    return family
 
 
 def _load(
@@ -158,6 +190,10 @@ def _load(
     config = resolve_config(family, weights)
     chosen = dtype if dtype is not None else default_dtype(weights.state, device)
     return family, instantiate(family, config, weights, device=device, dtype=chosen), config
+
+
+def _dtype(weights: ComponentWeights, dtype: torch.dtype | None, compute_device: torch.device) -> torch.dtype:
+    return dtype if dtype is not None else default_dtype(weights.state, compute_device)
 
 
 def _tokenizer(folder: Path) -> Any:

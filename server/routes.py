@@ -31,6 +31,7 @@ from server.store import SENSITIVE_EXTRA_DATA_KEYS
 if TYPE_CHECKING:
     import torch
 
+    from engine.context import ModelScopes
     from engine.runtime import Runtime
 
 routes = web.RouteTableDef()
@@ -253,10 +254,11 @@ async def get_object_info_node(request: web.Request) -> web.Response:
 @routes.get("/system_stats")
 async def get_system_stats(request: web.Request) -> web.Response:
     # CUDA queries can wait behind the worker's kernels; /proc reads are file reads.
-    return web.json_response(await control(request, _system_stats, request.app[RUNTIME].device))
+    runtime = request.app[RUNTIME]
+    return web.json_response(await control(request, _system_stats, runtime.device, runtime.executor.models))
 
 
-def _system_stats(device: torch.device) -> dict[str, Any]:
+def _system_stats(device: torch.device, models: ModelScopes) -> dict[str, Any]:
     import torch
 
     memory = psutil.virtual_memory()
@@ -273,7 +275,8 @@ def _system_stats(device: torch.device) -> dict[str, Any]:
               "required_frontend_version": None, "python_version": platform.python_version(),
               "pytorch_version": torch.__version__, "embedded_python": False,
               "argv": []}  # never echo the command line: it may carry the token
-    return {"system": system, "devices": [stats]}
+    # Flowmill's addition: the model manager's budgets and what it holds (ComfyUI clients ignore it).
+    return {"system": system, "devices": [stats], "models": models.stats()}
 
 
 @routes.get("/flowmill/default_workflow")

@@ -217,7 +217,7 @@ class PromptWorker:
         with self._lock:
             request, self._free_request = self._free_request, None
         if request is not None:
-            self._executor.free(free_memory=request[0] or request[1])
+            self._executor.free(free_memory=request[0] or request[1], unload_models=request[0])
 
     def _run_one(self, item: QueueItem) -> None:
         client_id = item.extra_data.get("client_id")

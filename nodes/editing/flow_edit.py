@@ -48,21 +48,22 @@ def flow_edit(
     seed: Annotated[int, Seed(tooltip="Seeds the fresh noise drawn at every step.")],
 ) -> Latent:
     """Edit a latent by the difference between target- and source-prompt velocities (Kulikov et al., ICCV 2025)."""
-    checked = require_model(_NODE, "model", model)
-    if preset == WIDGETS:
-        try:
-            settings = FlowEditSettings(steps, n_max, n_min, n_avg, source_cfg, target_cfg, seed)
-        except ValueError as error:
-            raise ValueError(f"{_NODE}: {error}") from error
-    else:
-        settings = FLOWEDIT_DEFAULTS[preset]
-    source = Prompting.checked(_NODE, "source", checked, source_positive, source_negative, settings.source_cfg)
-    target = Prompting.checked(_NODE, "target", checked, target_positive, target_negative, settings.target_cfg)
-    latent, samples = source_latent(_NODE, latent_image, checked)
-    progress = EditProgress(ctx, checked, (settings.n_max,))
-    edited = flowedit(
-        edit_velocities(checked, source, target, samples.shape[0]), samples, edit_schedule(checked, settings.steps),
-        n_max=settings.n_max, n_min=settings.n_min, n_avg=settings.n_avg,
-        generator=torch.Generator("cpu").manual_seed(seed), callback=progress.phase(0),
-    )
-    return finished(latent, edited)
+    reference = require_model(_NODE, "model", model)
+    with ctx.models.use(reference) as loaded:
+        if preset == WIDGETS:
+            try:
+                settings = FlowEditSettings(steps, n_max, n_min, n_avg, source_cfg, target_cfg, seed)
+            except ValueError as error:
+                raise ValueError(f"{_NODE}: {error}") from error
+        else:
+            settings = FLOWEDIT_DEFAULTS[preset]
+        source = Prompting.checked(_NODE, "source", loaded, source_positive, source_negative, settings.source_cfg)
+        target = Prompting.checked(_NODE, "target", loaded, target_positive, target_negative, settings.target_cfg)
+        latent, samples = source_latent(_NODE, latent_image, loaded)
+        progress = EditProgress(ctx, loaded, (settings.n_max,))
+        edited = flowedit(
+            edit_velocities(loaded, source, target, samples.shape[0]), samples, edit_schedule(loaded, settings.steps),
+            n_max=settings.n_max, n_min=settings.n_min, n_avg=settings.n_avg,
+            generator=torch.Generator("cpu").manual_seed(seed), callback=progress.phase(0),
+        )
+        return finished(latent, edited)

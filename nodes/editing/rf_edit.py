@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from engine.node_api import Choice, Conditioning, Float, Input, Int, Latent, Model, NodeContext, String, node
-from modeling.feature_sharing import FeatureBank, ValueSharing, parse_blocks, shared_value_features, single_blocks
+from modeling.feature_sharing import FeatureBank, ValueSharing, ValueSharingPatch, parse_blocks, single_blocks
 from nodes.editing._editing import EditProgress, edit_schedule, finished, inverting_edit
 from nodes.sampling._guidance import require_model
 from sampling.rf_edit import check_inject, rf_edit
@@ -40,18 +40,20 @@ def rf_edit_node(
     ],
 ) -> Latent:
     """Edit a latent with RF-Edit (Wang et al., ICML 2025): invert, storing values; denoise, injecting them."""
-    checked = require_model(_NODE, "model", model)
-    try:
-        check_inject(inject, steps)
-        chosen = parse_blocks(blocks, len(single_blocks(checked.module)))
-    except ValueError as error:
-        raise ValueError(f"{_NODE}: {error}") from error
-    edit = inverting_edit(_NODE, checked, source_positive, target_positive, target_negative, target_cfg,
-                          latent_image)
-    bank = FeatureBank("cpu" if feature_bank == "cpu" else checked.device)
-    sharing = ValueSharing(bank)
-    progress = EditProgress(ctx, checked, (steps, steps))
-    with shared_value_features(checked.module, chosen, sharing):
-        edited = rf_edit(edit.source, edit.target, edit.samples, edit_schedule(checked, steps), inject=inject,
+    reference = require_model(_NODE, "model", model)
+    with ctx.models.use(reference) as loaded:  # the model's block count and device decide the settings
+        try:
+            check_inject(inject, steps)
+            chosen = parse_blocks(blocks, len(single_blocks(loaded.module)))
+        except ValueError as error:
+            raise ValueError(f"{_NODE}: {error}") from error
+        bank_device = "cpu" if feature_bank == "cpu" else loaded.device
+    sharing = ValueSharing(FeatureBank(bank_device))
+    # The processors exist only inside this scope: the model manager installs them and takes them out.
+    with ctx.models.use(reference.patched(ValueSharingPatch(chosen, sharing))) as loaded:
+        edit = inverting_edit(_NODE, loaded, source_positive, target_positive, target_negative, target_cfg,
+                              latent_image)
+        progress = EditProgress(ctx, loaded, (steps, steps))
+        edited = rf_edit(edit.source, edit.target, edit.samples, edit_schedule(loaded, steps), inject=inject,
                          sharing=sharing, inversion_callback=progress.phase(0), callback=progress.phase(1))
-    return finished(edit.latent, edited)
+        return finished(edit.latent, edited)

@@ -38,17 +38,18 @@ def rf_inversion_node(
     seed: Annotated[int, Seed(tooltip="Seeds the fixed noise the inversion is steered towards.")],
 ) -> Latent:
     """Edit a latent with RF-Inversion (Rout et al., ICLR 2025): controlled inversion, then controlled regeneration."""
-    checked = require_model(_NODE, "model", model)
-    try:
-        settings = RFInversionSettings(gamma=gamma, eta=eta, start=start, stop=stop)
-    except ValueError as error:
-        raise ValueError(f"{_NODE}: {error}") from error
-    edit = inverting_edit(_NODE, checked, source_positive, target_positive, target_negative, target_cfg,
-                          latent_image)
-    progress = EditProgress(ctx, checked, (steps, steps))
-    edited = rf_inversion_edit(
-        edit.source, edit.target, edit.samples, edit_schedule(checked, steps), settings,
-        generator=torch.Generator("cpu").manual_seed(seed), inversion_callback=progress.phase(0),
-        callback=progress.phase(1),
-    )
-    return finished(edit.latent, edited)
+    reference = require_model(_NODE, "model", model)
+    with ctx.models.use(reference) as loaded:
+        try:
+            settings = RFInversionSettings(gamma=gamma, eta=eta, start=start, stop=stop)
+        except ValueError as error:
+            raise ValueError(f"{_NODE}: {error}") from error
+        edit = inverting_edit(_NODE, loaded, source_positive, target_positive, target_negative, target_cfg,
+                              latent_image)
+        progress = EditProgress(ctx, loaded, (steps, steps))
+        edited = rf_inversion_edit(
+            edit.source, edit.target, edit.samples, edit_schedule(loaded, steps), settings,
+            generator=torch.Generator("cpu").manual_seed(seed), inversion_callback=progress.phase(0),
+            callback=progress.phase(1),
+        )
+        return finished(edit.latent, edited)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.node_api import TensorEstimate
+from modeling.model_refs import ModelRef, require_reference
 from nodes.image._pixels import center_crop_to_aspect
 
 # Pixels per latent cell: the 8x downsampling of every VAE loaded so far (and ComfyUI's //8).
@@ -63,13 +64,9 @@ def require_latent(node: str, name: str, latent: Any) -> torch.Tensor:
     return samples
 
 
-def require_vae(node: str, vae: Any) -> None:
-    """Raise ValueError unless `vae` looks like a loaded VAE (encode, decode, latent_channels)."""
-    if vae is None or not all(hasattr(vae, attribute) for attribute in ("encode", "decode", "latent_channels")):
-        raise ValueError(
-            f"{node}: vae must be a VAE (expected the VAE output of a loader), got {type(vae).__name__}. "
-            f"A checkpoint without a VAE has no usable VAE output."
-        )
+def require_vae(node: str, vae: Any) -> ModelRef:
+    """`vae` when it is a VAE reference from a loader node, else a ValueError naming the node."""
+    return require_reference(node, "vae", vae, "vae")
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import torch
 
-from engine.node_api import Image, Input, Latent, TensorEstimate, Vae, node
+from engine.node_api import Image, Input, Latent, NodeContext, TensorEstimate, Vae, node
 from nodes.latent._latents import LATENT_SCALE, require_latent, require_vae
 
 _NODE = "VAEDecode"
@@ -22,15 +22,16 @@ def _estimate(samples: TensorEstimate) -> TensorEstimate | None:
 
 @node(id=_NODE, category="latent", display="VAE Decode", estimate=_estimate)
 def vae_decode(
+    ctx: NodeContext,
     samples: Annotated[Latent, Input(tooltip="The latent to be decoded.")],
     vae: Annotated[Vae, Input(tooltip="The VAE used for decoding the latent.")],
 ) -> Image:
     """Decode latent images back into pixel space images."""
     latents = require_latent(_NODE, "samples", samples)
-    require_vae(_NODE, vae)
-    if latents.shape[1] != vae.latent_channels:
-        raise ValueError(
-            f"{_NODE}: samples has {latents.shape[1]} channels but the VAE decodes {vae.latent_channels}-channel "
-            f"latents (shape {tuple(latents.shape)}); was it made by a sampler using this VAE's model?"
-        )
-    return vae.decode(latents).to("cpu", torch.float32)
+    with ctx.models.use(require_vae(_NODE, vae)) as loaded:
+        if latents.shape[1] != loaded.latent_channels:
+            raise ValueError(
+                f"{_NODE}: samples has {latents.shape[1]} channels but the VAE decodes {loaded.latent_channels}-channel "
+                f"latents (shape {tuple(latents.shape)}); was it made by a sampler using this VAE's model?"
+            )
+        return loaded.decode(latents).to("cpu", torch.float32)

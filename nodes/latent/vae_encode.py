@@ -6,7 +6,7 @@ from typing import Annotated
 
 import torch
 
-from engine.node_api import Image, Input, Latent, TensorEstimate, Vae, node
+from engine.node_api import Image, Input, Latent, NodeContext, TensorEstimate, Vae, node
 from nodes.image._pixels import require_image
 from nodes.latent._latents import LATENT_SCALE, WIDEST_LATENT_CHANNELS, require_vae
 
@@ -23,12 +23,14 @@ def _estimate(pixels: TensorEstimate) -> TensorEstimate | None:
 
 @node(id=_NODE, category="latent", display="VAE Encode", estimate=_estimate)
 def vae_encode(
+    ctx: NodeContext,
     pixels: Annotated[Image, Input(tooltip="The images to be encoded.")],
     vae: Annotated[Vae, Input(tooltip="The VAE used for encoding the images.")],
 ) -> Latent:
     """Encode images into latents; alpha is dropped and sides are cropped to multiples of 8."""
     require_image(_NODE, "pixels", pixels)
-    require_vae(_NODE, vae)
+    reference = require_vae(_NODE, vae)
     if pixels.shape[-1] < 3:
         raise ValueError(f"{_NODE}: pixels must have 3 (RGB) or 4 (RGBA) channels, got {pixels.shape[-1]}")
-    return {"samples": vae.encode(pixels[..., :3]).to("cpu", torch.float32)}
+    with ctx.models.use(reference) as loaded:
+        return {"samples": loaded.encode(pixels[..., :3]).to("cpu", torch.float32)}

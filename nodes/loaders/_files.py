@@ -1,4 +1,5 @@
-"""Resolving model names under models/ for the loader nodes, and their cache fingerprints.
+"""Resolving model names under models/ for the loader nodes, their cache fingerprints, and the
+model references (modeling/model_refs.py) the loaders output.
 
 Every name goes through `Folders.resolve_model` (the one containment rule), so a workflow
 cannot make a loader read outside its model folder. A missing model's error, at validation and
@@ -13,6 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.node_api import NodeContext, UnsafePathError
+from modeling.families import Component
+from modeling.model_refs import ModelRef
+from modeling.reference_loading import reference
 
 # How many of a folder's models a "not found" message names.
 _LISTED_MAX = 8
@@ -81,3 +85,13 @@ def model_fingerprint(ctx: NodeContext, folder: str, name: object) -> str | floa
         info = item.stat()
         stamps.append(f"{item.relative_to(path.parent).as_posix()}:{info.st_size}:{info.st_mtime_ns}")
     return "|".join(stamps)
+
+
+def model_reference(ctx: NodeContext, node: str, input_name: str, folder: str, name: object, component: Component,
+                    *, variant: str = "", compute: str = "default") -> ModelRef:
+    """A checked reference to `component` of model `name` in models/<folder> (the file is checked, not
+    loaded: the model manager loads it on first use)."""
+    path = resolve_model_file(ctx, node, input_name, folder, name)
+    fingerprint = model_fingerprint(ctx, folder, name)
+    return reference(path, component, fingerprint=str(fingerprint), label=str(name), variant=variant,
+                     compute=compute)

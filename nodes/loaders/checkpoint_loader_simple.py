@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated, NamedTuple
 
 from engine.node_api import Choice, Model, NodeContext, TextEncoder, Vae, node
-from modeling.loading import load_checkpoint
-from nodes.loaders._files import model_fingerprint, resolve_model_file, validate_model_name
+from nodes.loaders._files import model_fingerprint, model_reference, validate_model_name
 
 _NODE = "CheckpointLoaderSimple"
 
@@ -38,6 +37,6 @@ def checkpoint_loader_simple(
     ],
 ) -> LoadedCheckpoint:
     """Load a checkpoint (one file or a diffusers folder) as its diffusion model, text encoder and VAE."""
-    path = resolve_model_file(ctx, _NODE, "ckpt_name", "checkpoints", ckpt_name)
-    model, text_encoder, vae = load_checkpoint(path, device=ctx.device)
-    return LoadedCheckpoint(model, text_encoder, vae)
+    parts = [model_reference(ctx, _NODE, "ckpt_name", "checkpoints", ckpt_name, component)
+             for component in ("diffusion_model", "text_encoder", "vae")]
+    return LoadedCheckpoint(*parts)

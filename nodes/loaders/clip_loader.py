@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import torch
-
 from engine.node_api import Choice, NodeContext, TextEncoder, node
-from modeling.loading import load_text_encoder
-from nodes.loaders._files import model_fingerprint, resolve_model_file, validate_model_name
+from nodes.loaders._files import model_fingerprint, model_reference, validate_model_name
 
 _NODE = "CLIPLoader"
 
@@ -45,6 +42,5 @@ def clip_loader(
             f"{_NODE}: type {type!r} needs a text encoder architecture Flowmill cannot load yet "
             f"(expected one of {sorted(_ENCODER_KINDS)})"
         )
-    path = resolve_model_file(ctx, _NODE, "clip_name", "text_encoders", clip_name)
-    target = torch.device("cpu") if device == "cpu" else ctx.device
-    return load_text_encoder(path, device=target, kind=kind)
+    return model_reference(ctx, _NODE, "clip_name", "text_encoders", clip_name, "text_encoder", variant=kind,
+                           compute="cpu" if device == "cpu" else "default")

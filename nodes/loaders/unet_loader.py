@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from engine.node_api import Choice, Model, NodeContext, node
-from modeling.loading import load_diffusion_model
-from nodes.loaders._files import model_fingerprint, resolve_model_file, validate_model_name
+from nodes.loaders._files import model_fingerprint, model_reference, validate_model_name
 
 _NODE = "UNETLoader"
 
@@ -39,5 +38,4 @@ def unet_loader(
             f"{_NODE}: weight_dtype {weight_dtype!r} is not supported yet (expected 'default'; "
             f"fp8 weights need the quantized loaders)"
         )
-    path = resolve_model_file(ctx, _NODE, "unet_name", "diffusion_models", unet_name)
-    return load_diffusion_model(path, device=ctx.device)
+    return model_reference(ctx, _NODE, "unet_name", "diffusion_models", unet_name, "diffusion_model")

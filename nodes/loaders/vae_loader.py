@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from engine.node_api import Choice, NodeContext, Vae, node
-from modeling.loading import load_vae
-from nodes.loaders._files import model_fingerprint, resolve_model_file, validate_model_name
+from nodes.loaders._files import model_fingerprint, model_reference, validate_model_name
 
 _NODE = "VAELoader"
 
@@ -26,5 +25,4 @@ def vae_loader(
     vae_name: Annotated[str, Choice(source="vae", tooltip="A VAE file in models/vae.")],
 ) -> Vae:
     """Load a VAE, which turns images into latents and back."""
-    path = resolve_model_file(ctx, _NODE, "vae_name", "vae", vae_name)
-    return load_vae(path, device=ctx.device)
+    return model_reference(ctx, _NODE, "vae_name", "vae", vae_name, "vae")

@@ -1,13 +1,15 @@
 """What KSampler and SamplerCustomAdvanced share: checks, the GUIDER and NOISE objects, one run.
 
-- `require_model` / `prepare_latent` check the MODEL and LATENT inputs; an all-zero latent of
-  the wrong channel count (EmptyLatentImage's 4 channels) is widened to the model's, since it
-  carries no content (ComfyUI's fix_empty_latent_channels).
-- `Guider` (the GUIDER socket) holds a model, checked conditionings and a CFG scale, and builds
-  the CFG-guided velocity model of sampling/guidance.py for a batch.
+- `require_model` / `prepare_latent` check the MODEL and LATENT inputs; a MODEL is a reference
+  (modeling/model_refs.py) that nodes turn into the loaded model with `ctx.models.use(...)`; an
+  all-zero latent of the wrong channel count (EmptyLatentImage's 4 channels) is widened to the
+  model's, since it carries no content (ComfyUI's fix_empty_latent_channels).
+- `Guider` (the GUIDER socket) holds a model reference, checked conditionings and a CFG scale, and
+  builds the CFG-guided velocity model of sampling/guidance.py for the loaded model and a batch.
 - `SeededNoise` (the NOISE socket) draws the initial noise on the CPU from its seed, so a seed
   gives the same image on any device.
-- `run_sampling` moves everything to the model's device, runs sampling/run.py's `sample`, and
+- `run_sampling` (inside the caller's model scope) moves everything to the model's device, runs
+  sampling/run.py's `sample`, and
   reports each step through `ProgressReport`: `ctx.progress` with a latent preview when one is
   due (at most 20 a second, and always on the last step); `ctx.progress` raises when the prompt
   is interrupted, which ends sampling between two steps. Stochastic samplers draw their noise
@@ -25,6 +27,7 @@ import torch
 
 from engine.node_api import NodeContext
 from modeling.diffusion_model import DiffusionModel
+from modeling.model_refs import ModelRef, require_reference
 from nodes.latent._latents import require_latent
 from nodes.sampling._conditioning import TextCondition, guided_velocity
 from nodes.sampling._preview import PreviewPacer, preview_image, preview_projection
@@ -33,14 +36,9 @@ from sampling.noise import seeded_noise
 from sampling.run import sample
 
 
-def require_model(node: str, name: str, model: Any) -> DiffusionModel:
-    """Raise ValueError unless `model` is a diffusion model from Flowmill's loaders."""
-    if not isinstance(model, DiffusionModel):
-        raise ValueError(
-            f"{node}: {name} must be a MODEL from a loader node (CheckpointLoaderSimple, UNETLoader), "
-            f"got {type(model).__name__}"
-        )
-    return model
+def require_model(node: str, name: str, model: Any) -> ModelRef:
+    """Raise ValueError unless `model` is a MODEL (a diffusion model reference) from Flowmill's loaders."""
+    return require_reference(node, name, model, "diffusion_model")
 
 
 def prepare_latent(node: str, name: str, latent: Any, model: DiffusionModel) -> dict[str, Any]:
@@ -64,15 +62,16 @@ def prepare_latent(node: str, name: str, latent: Any, model: DiffusionModel) -> 
 
 @dataclass(frozen=True)
 class Guider:
-    """A GUIDER: the model, its checked conditionings and the CFG scale (negative None: no CFG)."""
+    """A GUIDER: the model reference, its checked conditionings and the CFG scale (negative None: no CFG)."""
 
-    model: DiffusionModel
+    model: ModelRef
     positive: tuple[TextCondition, ...]
     negative: tuple[TextCondition, ...] | None
     cfg: float
 
-    def velocity_model(self, batch: int) -> VelocityModel:
-        return guided_velocity(self.model, self.positive, self.negative, batch, self.cfg)
+    def velocity_model(self, model: DiffusionModel, batch: int) -> VelocityModel:
+        """The guided velocity of `model`, the module `self.model` stands for, inside its scope."""
+        return guided_velocity(model, self.positive, self.negative, batch, self.cfg)
 
 
 def require_guider(node: str, name: str, guider: Any) -> Guider:
@@ -131,28 +130,28 @@ class SamplingJob:
     seed: int = 0
 
 
-def _check_refiner(job: SamplingJob) -> None:
+def _check_refiner(job: SamplingJob, model: DiffusionModel) -> None:
     """A FlowTurbo velocity refiner must work on the model's latents; a mismatch would fail deep in a conv."""
     options = getattr(job.sampler, "options", {})
     refiner = options.get("refiner") if isinstance(options, Mapping) else None
     channels = getattr(refiner, "latent_channels", None)
-    if channels is not None and channels != job.guider.model.latent_channels:
+    if channels is not None and channels != model.latent_channels:
         raise ValueError(
             f"{job.node}: the sampler's velocity refiner {getattr(refiner, 'name', '')!r} works on {channels}-channel "
-            f"latents but the model's have {job.guider.model.latent_channels}; load the refiner trained for this model"
+            f"latents but the model's have {model.latent_channels}; load the refiner trained for this model"
         )
 
 
-def run_sampling(ctx: NodeContext, job: SamplingJob) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Sample; return (output, denoised_output) LATENTs on the CPU, each a copy of job.latent."""
-    model = job.guider.model
+def run_sampling(ctx: NodeContext, job: SamplingJob, model: DiffusionModel) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sample with `model`, the loaded `job.guider.model` (the caller holds its scope); return (output,
+    denoised_output) LATENTs on the CPU, each a copy of job.latent."""
     samples = job.latent["samples"]
     if job.noise.shape != samples.shape:
         raise ValueError(
             f"{job.node}: noise has shape {tuple(job.noise.shape)} but latent_image has {tuple(samples.shape)}"
         )
-    _check_refiner(job)
-    velocity = job.guider.velocity_model(samples.shape[0])
+    _check_refiner(job, model)
+    velocity = job.guider.velocity_model(model, samples.shape[0])
     progress = ProgressReport(ctx, model)
     device = model.device
     try:

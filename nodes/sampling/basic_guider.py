@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.node_api import Conditioning, Guider, Model, node
+from engine.node_api import Conditioning, Guider, Model, NodeContext, node
 from nodes.sampling._conditioning import unpack_conditioning
 from nodes.sampling._guidance import Guider as GuiderObject
 from nodes.sampling._guidance import require_model
@@ -11,7 +11,8 @@ _NODE = "BasicGuider"
 
 
 @node(id=_NODE, category="sampling/guiders", display="Basic Guider")
-def basic_guider(model: Model, conditioning: Conditioning) -> Guider:
+def basic_guider(ctx: NodeContext, model: Model, conditioning: Conditioning) -> Guider:
     """Guide sampling with one conditioning only (one model call per step; for guidance-distilled models)."""
-    checked = require_model(_NODE, "model", model)
-    return GuiderObject(checked, unpack_conditioning(_NODE, "conditioning", conditioning, checked), None, 1.0)
+    reference = require_model(_NODE, "model", model)
+    with ctx.models.use(reference) as loaded:  # the conditioning is checked against the model's widths
+        return GuiderObject(reference, unpack_conditioning(_NODE, "conditioning", conditioning, loaded), None, 1.0)

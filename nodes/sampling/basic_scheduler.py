@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from engine.node_api import Choice, Float, Int, Model, Sigmas, node
+from engine.node_api import Choice, Float, Int, Model, NodeContext, Sigmas, node
 from nodes.sampling._guidance import require_model
 from sampling.schedules import compute_sigmas, scheduler_names
 
@@ -13,6 +13,7 @@ _NODE = "BasicScheduler"
 
 @node(id=_NODE, category="sampling/schedulers", display="BasicScheduler")
 def basic_scheduler(
+    ctx: NodeContext,
     model: Model,
     scheduler: Annotated[str, Choice(options=tuple(scheduler_names()), tooltip="How the noise levels are spaced.")],
     steps: Annotated[int, Int(20, min=1, max=10000, tooltip="The number of denoising steps.")],
@@ -22,5 +23,6 @@ def basic_scheduler(
     ],
 ) -> Sigmas:
     """Compute the noise levels (steps + 1 sigmas ending at 0) for SamplerCustomAdvanced."""
-    checked = require_model(_NODE, "model", model)
-    return compute_sigmas(checked.sampling, scheduler, steps, denoise)
+    reference = require_model(_NODE, "model", model)
+    with ctx.models.use(reference) as loaded:  # the model's own sampling settings live with its weights
+        return compute_sigmas(loaded.sampling, scheduler, steps, denoise)

@@ -32,11 +32,11 @@ def boss_cost_matrix(
 ) -> BossCost:
     """Price every Euler jump between fine-grid sigmas from a few Euler trajectories (grid_points - 1 calls)."""
     guider = require_guider(_NODE, "guider", guider)
-    model = guider.model
-    shape = prepare_latent(_NODE, "latent_image", latent_image, model)["samples"].shape
-    noise = seeded_noise(seed, (samples, *shape[1:])).to(model.device)
-    return euler_cost_matrix(guider.velocity_model(samples), noise, uniform_grid(grid_points),
-                             callback=ProgressReport(ctx, model))
+    with ctx.models.use(guider.model) as model:
+        shape = prepare_latent(_NODE, "latent_image", latent_image, model)["samples"].shape
+        noise = seeded_noise(seed, (samples, *shape[1:])).to(model.device)
+        return euler_cost_matrix(guider.velocity_model(model, samples), noise, uniform_grid(grid_points),
+                                 callback=ProgressReport(ctx, model))
 
 
 def require_cost_matrix(node: str, name: str, value: object) -> EulerCostMatrix:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from engine.node_api import Conditioning, Float, Guider, Model, node
+from engine.node_api import Conditioning, Float, Guider, Model, NodeContext, node
 from nodes.sampling._conditioning import unpack_conditioning
 from nodes.sampling._guidance import Guider as GuiderObject
 from nodes.sampling._guidance import require_model
@@ -14,6 +14,7 @@ _NODE = "CFGGuider"
 
 @node(id=_NODE, category="sampling/guiders", display="CFG Guider")
 def cfg_guider(
+    ctx: NodeContext,
     model: Model,
     positive: Conditioning,
     negative: Conditioning,
@@ -23,10 +24,11 @@ def cfg_guider(
     ],
 ) -> Guider:
     """Guide sampling towards positive and away from negative with classifier-free guidance."""
-    checked = require_model(_NODE, "model", model)
-    return GuiderObject(
-        checked,
-        unpack_conditioning(_NODE, "positive", positive, checked),
-        unpack_conditioning(_NODE, "negative", negative, checked),
-        cfg,
-    )
+    reference = require_model(_NODE, "model", model)
+    with ctx.models.use(reference) as loaded:  # the conditionings are checked against the model's widths
+        return GuiderObject(
+            reference,
+            unpack_conditioning(_NODE, "positive", positive, loaded),
+            unpack_conditioning(_NODE, "negative", negative, loaded),
+            cfg,
+        )

@@ -74,14 +74,15 @@ def invert_to_noise(
     """Integrate the flow ODE from the latent up to the schedule's first sigma (noise: regenerates it)."""
     guider = require_guider(_NODE, "guider", guider)
     chosen = _check_sockets(sampler, sigmas)
-    latent = prepare_latent(_NODE, "latent_image", latent_image, guider.model)
-    samples = latent["samples"]
-    model = guider.model
-    try:
-        state = invert(guider.velocity_model(samples.shape[0]), chosen, sigmas.to(model.device, torch.float32),
-                       samples.to(model.device), callback=ProgressReport(ctx, model))
-    except ValueError as error:
-        raise ValueError(f"{_NODE}: {error}") from error
+    with ctx.models.use(guider.model) as model:
+        latent = prepare_latent(_NODE, "latent_image", latent_image, model)
+        samples = latent["samples"]
+        try:
+            state = invert(guider.velocity_model(model, samples.shape[0]), chosen,
+                           sigmas.to(model.device, torch.float32), samples.to(model.device),
+                           callback=ProgressReport(ctx, model))
+        except ValueError as error:
+            raise ValueError(f"{_NODE}: {error}") from error
     state = state.to("cpu", torch.float32)
     inverted = dict(latent)
     inverted["samples"] = state

@@ -52,22 +52,23 @@ def ksampler(
     ],
 ) -> Latent:
     """Denoise a latent with the model, guided by the positive and negative conditioning."""
-    checked = require_model(_NODE, "model", model)
-    latent = prepare_latent(_NODE, "latent_image", latent_image, checked)
-    guider = Guider(
-        checked,
-        unpack_conditioning(_NODE, "positive", positive, checked),
-        unpack_conditioning(_NODE, "negative", negative, checked),
-        cfg,
-    )
-    job = SamplingJob(
-        node=_NODE,
-        guider=guider,
-        sampler=get_sampler(sampler_name),
-        sigmas=compute_sigmas(checked.sampling, scheduler, steps, denoise),
-        noise=SeededNoise(seed).generate_noise(latent),
-        latent=latent,
-        seed=seed,
-    )
-    output, _ = run_sampling(ctx, job)
+    reference = require_model(_NODE, "model", model)
+    with ctx.models.use(reference) as loaded:
+        latent = prepare_latent(_NODE, "latent_image", latent_image, loaded)
+        guider = Guider(
+            reference,
+            unpack_conditioning(_NODE, "positive", positive, loaded),
+            unpack_conditioning(_NODE, "negative", negative, loaded),
+            cfg,
+        )
+        job = SamplingJob(
+            node=_NODE,
+            guider=guider,
+            sampler=get_sampler(sampler_name),
+            sigmas=compute_sigmas(loaded.sampling, scheduler, steps, denoise),
+            noise=SeededNoise(seed).generate_noise(latent),
+            latent=latent,
+            seed=seed,
+        )
+        output, _ = run_sampling(ctx, job, loaded)
     return output

@@ -22,5 +22,4 @@ def model_sampling_flux(
     height: Annotated[int, Int(1024, min=16, max=MAX_RESOLUTION, step=8, tooltip=_SIZE_TOOLTIP)],
 ) -> Model:
     """Shift the model's noise schedule by exp(mu), mu linear in the image's token count (FLUX)."""
-    checked = require_model(_NODE, "model", model)
-    return checked.with_sampling(FlowSampling.flux(width, height, base_shift=base_shift, max_shift=max_shift))
+    return require_model(_NODE, "model", model).with_sampling(FlowSampling.flux(width, height, base_shift=base_shift, max_shift=max_shift))

@@ -20,5 +20,4 @@ def model_sampling_sd3(
     ],
 ) -> Model:
     """Shift the model's noise schedule by a constant factor, sigma' = shift*t / (1 + (shift-1)*t)."""
-    checked = require_model(_NODE, "model", model)
-    return checked.with_sampling(FlowSampling.sd3(shift))
+    return require_model(_NODE, "model", model).with_sampling(FlowSampling.sd3(shift))

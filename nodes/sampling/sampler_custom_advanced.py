@@ -45,9 +45,10 @@ def sampler_custom_advanced(
 ) -> SampledLatents:
     """Denoise a latent; also returns the model's last clean-image prediction as denoised_output."""
     _check_sockets(noise, guider, sampler, sigmas)
-    latent = prepare_latent(_NODE, "latent_image", latent_image, guider.model)
-    # ComfyUI seeds a stochastic sampler's fresh noise with the NOISE input's seed.
-    seed = getattr(noise, "seed", 0)
-    job = SamplingJob(_NODE, guider, sampler, sigmas, noise.generate_noise(latent), latent, seed=seed)
-    output, denoised = run_sampling(ctx, job)
+    with ctx.models.use(guider.model) as model:
+        latent = prepare_latent(_NODE, "latent_image", latent_image, model)
+        # ComfyUI seeds a stochastic sampler's fresh noise with the NOISE input's seed.
+        seed = getattr(noise, "seed", 0)
+        job = SamplingJob(_NODE, guider, sampler, sigmas, noise.generate_noise(latent), latent, seed=seed)
+        output, denoised = run_sampling(ctx, job, model)
     return SampledLatents(output, denoised)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -18,6 +19,7 @@ from engine.executor import Executor
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 from engine.runtime import Runtime, Settings
+from modeling.manager import build_model_manager
 from server.app import create_app
 from server.security import SecurityConfig
 from tests.fixtures.stub_nodes import stub_registry
@@ -41,7 +43,7 @@ def build_runtime(folders: Folders) -> Runtime:
     registry.discover("nodes")
     for spec in stub_registry():
         registry.register(spec)
-    executor = Executor(registry, OutputCache(), folders)
+    executor = Executor(registry, OutputCache(), folders, models=build_model_manager(torch.device("cpu")))
     settings = Settings(base_dir=folders.input_dir.parent)
     return Runtime(settings, folders, executor.device, registry, executor)
 

@@ -12,7 +12,9 @@ import json
 import struct
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -69,8 +71,25 @@ def test_server_opens_with_the_default_workflow_and_runs_it_with_live_previews(t
         with Image.open(tmp_path / "output" / image["subfolder"] / image["filename"]) as png:
             assert png.size == (64, 64)
             assert json.loads(png.text["workflow"]) == workflow
+        # The model manager keeps the checkpoint's three parts loaded and lists them; /free unloads them.
+        models = server.get("/system_stats")["models"]
+        assert sorted(item["component"] for item in models["loaded"]) == ["diffusion_model", "text_encoder", "vae"]
+        assert all(item["name"] == "flowmill-shapes-demo" and item["bytes"] > 0 for item in models["loaded"])
+        assert 0 < models["ram_used"] <= models["ram_budget"]
+        server.post("/free", {"unload_models": True})
+        assert _eventually(lambda: server.get("/system_stats")["models"]["loaded"] == [])
     finally:
         server.stop()
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Whether `check` becomes true within `seconds` (the worker applies /free between prompts)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_serve_refuses_a_missing_default_workflow(tmp_path: Path) -> None:

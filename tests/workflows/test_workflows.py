@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from engine.cache import OutputCache
@@ -21,6 +22,7 @@ from engine.executor import Executor, RunRequest
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 from engine.validation import validate_prompt
+from modeling.manager import build_model_manager
 
 PROJECT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((PROJECT / "workflows").glob("*.json"))
@@ -41,7 +43,7 @@ def test_workflow_validates_and_runs(path: Path, registry: NodeRegistry, shipped
     checked = validate_prompt(prompt, registry, folders=folders)
     assert checked.ok and not checked.node_errors, (checked.error, checked.node_errors)
     extra = {"extra_pnginfo": {"workflow": data}} if is_ui_workflow(data) else {}
-    result = Executor(registry, OutputCache(), folders).run(
+    result = Executor(registry, OutputCache(), folders, models=build_model_manager(torch.device("cpu"))).run(
         RunRequest(str(uuid.uuid4()), checked.prompt, checked.outputs, extra))
     assert result.status == "success", result.failure
     images = [image for ui in result.outputs.values() for image in ui.get("images", [])]

@@ -98,12 +98,11 @@ def test_rf_edit_with_inject_zero_is_invert_to_noise_plus_rf_solver_sampling(dem
 
 
 def test_rf_edit_on_the_demo_transformer_injects_every_stored_feature(demo_nodes: Nodes, demo: Demo) -> None:
-    model = demo.model
     source = Prompting((_condition(demo_nodes, demo, SOURCE),), None, 1.0)
     target = Prompting((_condition(demo_nodes, demo, TARGET),), (_condition(demo_nodes, demo, ""),), 4.0)
     bank = FeatureBank()
     sharing = ValueSharing(bank)
-    with shared_value_features(model.module, (2, 3), sharing):
+    with demo_nodes.models.use(demo.model) as model, shared_value_features(model.module, (2, 3), sharing):
         rf_edit(side_velocity(model, source, 1), side_velocity(model, target, 1), demo.latent["samples"],
                 compute_sigmas(model.sampling, "simple", 6), inject=3, sharing=sharing)
     expected = {FeatureKey(step, stage, block) for step in range(3) for stage in Stage for block in (2, 3)}
@@ -115,7 +114,8 @@ def test_rf_edit_on_the_demo_transformer_injects_every_stored_feature(demo_nodes
 def _condition(nodes: Nodes, demo: Demo, text: str) -> object:
     from nodes.sampling._conditioning import unpack_conditioning
 
-    return unpack_conditioning("test", "text", demo.encode(nodes, text), demo.model)[0]
+    with nodes.models.use(demo.model) as model:
+        return unpack_conditioning("test", "text", demo.encode(nodes, text), model)[0]
 
 
 @pytest.mark.parametrize(("node", "settings", "message"), [

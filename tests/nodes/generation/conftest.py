@@ -17,6 +17,7 @@ import torch
 from engine.context import InterruptFlag, NodeContext
 from engine.paths import Folders
 from engine.registry import NodeRegistry
+from modeling.manager import build_model_manager
 from tests.fixtures.pipeline import Pipeline
 from tests.fixtures.tiny_models import build_all, write_loose_files, write_model_folder, write_single_file
 
@@ -61,8 +62,10 @@ class Nodes:
         self.registry = registry
         self.reports = Reports()
         self.interrupt = InterruptFlag()
+        self.models = build_model_manager(torch.device(device))
         self.ctx = NodeContext(node_id="1", display_node_id="1", prompt_id="p", folders=folders,
-                               device=torch.device(device), interrupt=self.interrupt, report=self.reports)
+                               device=torch.device(device), interrupt=self.interrupt, report=self.reports,
+                               models=self.models)
 
     def run(self, node_id: str, **inputs: Any) -> tuple[Any, ...]:
         spec = self.registry.get(node_id)

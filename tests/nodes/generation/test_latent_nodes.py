@@ -111,5 +111,5 @@ def test_clip_text_encode_makes_comfyui_conditioning(nodes: Nodes, checkpoint: t
     assert extras["pooled_output"].shape == (1, 64)
     long = nodes.one("CLIPTextEncode", text=" ".join(["red circle"] * 40), clip=clip)
     assert long[0][0].shape[1] > hidden.shape[1]  # long prompts are windowed, not cut off
-    with pytest.raises(ValueError, match=r"CLIPTextEncode: clip must be a text encoder .* got NoneType"):
+    with pytest.raises(ValueError, match=r"CLIPTextEncode: clip must be a CLIP from a loader node .* got NoneType"):
         nodes.one("CLIPTextEncode", text="x", clip=None)

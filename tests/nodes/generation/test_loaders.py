@@ -27,26 +27,35 @@ from tests.nodes.generation.conftest import (
 
 @pytest.mark.parametrize("name", [FOLDER_CHECKPOINT, SINGLE_CHECKPOINT])
 def test_checkpoint_loader_returns_the_three_components(nodes: Nodes, name: str) -> None:
-    model, clip, vae = nodes.run("CheckpointLoaderSimple", ckpt_name=name)
-    assert isinstance(model, DiffusionModel) and isinstance(clip, TextEncoder) and isinstance(vae, Vae)
-    assert model.latent_channels == vae.latent_channels == 16
-    assert model.device == torch.device("cpu")
+    references = nodes.run("CheckpointLoaderSimple", ckpt_name=name)
+    assert [ref.component for ref in references] == ["diffusion_model", "text_encoder", "vae"]
+    assert [ref.family for ref in references] == ["flux", "clip_text", "autoencoder_kl"]
+    assert nodes.models.loads == 0  # references only: the model manager loads on first use
+    model_ref, clip_ref, vae_ref = references
+    with nodes.models.use(model_ref) as model, nodes.models.use(clip_ref) as clip, nodes.models.use(vae_ref) as vae:
+        assert isinstance(model, DiffusionModel) and isinstance(clip, TextEncoder) and isinstance(vae, Vae)
+        assert model.latent_channels == vae.latent_channels == 16
+        assert model.device == torch.device("cpu")
 
 
 def test_folder_checkpoint_applies_its_sampling_settings(nodes: Nodes) -> None:
-    model, _, _ = nodes.run("CheckpointLoaderSimple", ckpt_name=FOLDER_CHECKPOINT)
-    assert model.sampling.shift == pytest.approx(SHIFT)
+    reference, _, _ = nodes.run("CheckpointLoaderSimple", ckpt_name=FOLDER_CHECKPOINT)
+    with nodes.models.use(reference) as model:
+        assert model.sampling.shift == pytest.approx(SHIFT)
 
 
 def test_component_loaders(nodes: Nodes) -> None:
-    model = nodes.one("UNETLoader", unet_name=UNET, weight_dtype="default")
-    vae = nodes.one("VAELoader", vae_name=VAE)
-    clip = nodes.one("CLIPLoader", clip_name=TEXT_ENCODER, type="stable_diffusion")
-    assert isinstance(model, DiffusionModel) and model.latent_preview is None
-    assert isinstance(vae, Vae) and vae.latent_channels == 16
-    assert isinstance(clip, TextEncoder)
+    model_ref = nodes.one("UNETLoader", unet_name=UNET, weight_dtype="default")
+    vae_ref = nodes.one("VAELoader", vae_name=VAE)
+    clip_ref = nodes.one("CLIPLoader", clip_name=TEXT_ENCODER, type="stable_diffusion")
+    with nodes.models.use(model_ref) as model, nodes.models.use(vae_ref) as vae, nodes.models.use(clip_ref) as clip:
+        assert isinstance(model, DiffusionModel) and model.latent_preview is None
+        assert isinstance(vae, Vae) and vae.latent_channels == 16
+        assert isinstance(clip, TextEncoder)
     on_cpu = nodes.one("CLIPLoader", clip_name=TEXT_ENCODER, type="sd3", device="cpu")
-    assert on_cpu.device == torch.device("cpu")
+    assert on_cpu.compute == "cpu" and on_cpu.weights_key != clip_ref.weights_key
+    with nodes.models.use(on_cpu) as encoder:
+        assert encoder.device == torch.device("cpu")
 
 
 def test_component_loaders_match_the_checkpoint(nodes: Nodes) -> None:

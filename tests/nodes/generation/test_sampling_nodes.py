@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +14,7 @@ from PIL import Image as PILImage
 
 from engine.context import Interrupted
 from modeling.latent_preview import LatentPreview
+from modeling.model_refs import WeightsSource
 from nodes.sampling._preview import PreviewPacer
 from sampling.flow import FlowSampling
 from sampling.noise import seeded_noise
@@ -114,14 +118,18 @@ def test_preview_pacer_sends_the_first_and_last_and_at_most_one_per_interval() -
     assert [pacer.due(step, 7) for step in range(1, 8)] == [True, False, False, True, False, True, True]
 
 
-def test_preview_uses_the_models_projection_or_the_generic_one(nodes: Nodes, loaded: Loaded) -> None:
-    black = LatentPreview(torch.zeros(16, 3), torch.zeros(3))
-    ksampler(nodes, loaded, empty(nodes), model=loaded.model.with_latent_preview(black))
+def test_preview_uses_the_models_projection_or_the_generic_one(nodes: Nodes, loaded: Loaded, tmp_path: Path) -> None:
+    # A copy of the checkpoint whose VAE ships a preview map that paints everything black.
+    folder = shutil.copytree(Path(loaded.model.source.path), tmp_path / "black-preview")
+    LatentPreview(torch.zeros(16, 3), torch.zeros(3)).save(folder / "vae" / "latent_preview.json")
+    black = replace(loaded.model, source=WeightsSource(str(folder), "black-preview"))
+    ksampler(nodes, loaded, empty(nodes), model=black)
     previews = [preview for *_, preview in nodes.reports.calls if preview is not None]
     assert previews and all(not np.asarray(preview).any() for preview in previews)
     nodes.reports.calls.clear()
     bare = nodes.one("UNETLoader", unet_name=UNET, weight_dtype="default")
-    assert bare.latent_preview is None
+    with nodes.models.use(bare) as model:
+        assert model.latent_preview is None
     ksampler(nodes, loaded, empty(nodes), model=bare)
     previews = [preview for *_, preview in nodes.reports.calls if preview is not None]
     assert len(nodes.reports.calls) == STEPS and previews and all(isinstance(p, PILImage.Image) for p in previews)
@@ -198,7 +206,7 @@ def test_model_sampling_nodes_change_the_sigmas(nodes: Nodes, loaded: Loaded) ->
     base = sigmas(loaded.model)
     sd3 = nodes.one("ModelSamplingSD3", model=loaded.model, shift=6.0)
     flux = nodes.one("ModelSamplingFlux", model=loaded.model, max_shift=1.15, base_shift=0.5, width=1024, height=1024)
-    assert sd3.module is loaded.model.module and sd3.sampling == FlowSampling.sd3(6.0)
+    assert sd3.weights_key == loaded.model.weights_key and sd3.sampling == FlowSampling.sd3(6.0)
     assert flux.sampling == FlowSampling.flux(1024, 1024, base_shift=0.5, max_shift=1.15)
     assert torch.equal(sigmas(sd3), compute_sigmas(FlowSampling.sd3(6.0), "simple", 4))
     assert not torch.allclose(sigmas(sd3), base) and not torch.allclose(sigmas(flux), base)
@@ -225,7 +233,7 @@ def test_sampler_custom_advanced_checks_its_sockets(nodes: Nodes, loaded: Loaded
     good = {"noise": noise, "guider": guider, "sampler": sampler, "sigmas": sigmas, "latent_image": empty(nodes)}
     cases = {
         "noise": (7, r"noise must be a NOISE"),
-        "guider": (loaded.model, r"guider must be a GUIDER from CFGGuider or BasicGuider, got DiffusionModel"),
+        "guider": (loaded.model, r"guider must be a GUIDER from CFGGuider or BasicGuider, got ModelRef"),
         "sampler": ("euler", r"sampler must be a SAMPLER"),
         "sigmas": (sigmas[None], r"sigmas must be a 1-D SIGMAS tensor .* got \(1, 3\)"),
     }
