@@ -151,13 +151,13 @@ class _GraphEstimator:
 
     def _call_hook(self, node_id: str, spec: NodeSpec) -> Estimates:
         hooks = spec.make_hooks()
-        if hooks.estimate is None or (hooks.wants_context and self.contexts is None):
+        if hooks.estimate is None or (hooks.estimate_wants_context and self.contexts is None):
             return (None,) * len(spec.outputs)
         arguments, calls = self.inputs_of(node_id, spec)
         arguments = accepted_arguments(hooks.estimate, arguments)
         if any(value is None for value in arguments.values()):
             return (None,) * len(spec.outputs)  # an input of unknown size: so is the output
-        args = [self.contexts(node_id)] if hooks.wants_context and self.contexts else []
+        args = [self.contexts(node_id)] if hooks.estimate_wants_context and self.contexts else []
         try:
             result = hooks.estimate(*args, **arguments)
         except Exception:  # an estimate is advice: a broken one must not refuse a valid prompt

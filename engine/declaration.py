@@ -252,6 +252,15 @@ def _signature(where: str, fn: Callable[..., Any]) -> tuple[bool, list[inspect.P
     return wants_context, parameters, hints
 
 
+def _takes_context(hook: Callable[..., Any] | None) -> bool:
+    """Whether a hook's first parameter is annotated NodeContext (a size estimate may want the
+    folders, e.g. LoadImage reading a file's header, while most estimates do not)."""
+    if hook is None:
+        return False
+    parameters = list(inspect.signature(hook).parameters.values())
+    return bool(parameters) and typing.get_type_hints(hook).get(parameters[0].name) is NodeContext
+
+
 def compile_node(fn: Callable[..., Any], declared: Declaration) -> NodeSpec:
     where = f"node {declared.id!r} ({fn.__module__}.{fn.__qualname__})"
     wants_context, parameters, hints = _signature(where, fn)
@@ -260,7 +269,8 @@ def compile_node(fn: Callable[..., Any], declared: Declaration) -> NodeSpec:
     if any(item.lazy for item in inputs) and declared.check_lazy is None:
         raise NodeDeclarationError(f"{where}: has Lazy inputs but no check_lazy= hook to say which it needs")
     hooks = NodeHooks(run=_wrap_run(fn, len(outputs)), wants_context=wants_context, check_lazy=declared.check_lazy,
-                      fingerprint=declared.fingerprint, validate=declared.validate, estimate=declared.estimate)
+                      fingerprint=declared.fingerprint, validate=declared.validate, estimate=declared.estimate,
+                      estimate_wants_context=_takes_context(declared.estimate))
     validate = declared.validate
     return NodeSpec(
         id=declared.id,

@@ -71,7 +71,9 @@ class NodeHooks:
       means "always changed" (ComfyUI's IS_CHANGED).
     - `validate(**inputs)` returns True or an error message (ComfyUI's VALIDATE_INPUTS).
     - `estimate(**inputs)` returns the `TensorEstimate` of each output (engine/budget.py)
-      from literal inputs and the estimates of linked ones; None where unknown.
+      from literal inputs and the estimates of linked ones; None where unknown. It takes a
+      `NodeContext` first only when `estimate_wants_context` is set (its own first parameter is
+      annotated so), whether or not the node's `run` does.
     """
 
     run: Callable[..., Any]
@@ -80,6 +82,7 @@ class NodeHooks:
     fingerprint: Callable[..., Any] | None = None
     validate: Callable[..., Any] | None = None
     estimate: Callable[..., Any] | None = None
+    estimate_wants_context: bool = False
 
 
 @dataclass(frozen=True)

@@ -286,3 +286,21 @@ def test_example_workflows_fit_a_modest_budget(nodes: NodeRegistry, folders: Fol
         prompt = load_workflow(json.loads(path.read_text()), nodes.object_info(shipped.choices))
         checked = validate_prompt(prompt, nodes, folders=shipped, max_tensor_bytes=GIB)
         assert checked.ok and not checked.node_errors, (path.name, checked.node_errors)
+
+
+def test_nodes_that_run_with_a_context_still_estimate_without_one(nodes: NodeRegistry, folders: Folders) -> None:
+    # KSampler and VAEDecode take a NodeContext to run (models come through it) but their estimates
+    # do not; with contexts on offer (as the server validates) both are still sized.
+    prompt = {
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "any"}},
+        "text": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["ckpt", 1]}},
+        "empty": _latent("EmptySD3LatentImage", 64, 3),
+        "sample": {"class_type": "KSampler", "inputs": {
+            "model": ["ckpt", 0], "seed": 0, "steps": 1, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
+            "positive": ["text", 0], "negative": ["text", 0], "latent_image": ["empty", 0], "denoise": 1.0}},
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["ckpt", 2]}},
+    }
+    contexts = lambda node_id: NodeContext(node_id, node_id, "", folders)  # noqa: E731
+    estimates = estimate_prompt(prompt, lambda node_id: nodes.get(prompt[node_id]["class_type"]), contexts=contexts)
+    assert estimates["sample"][0] == TensorEstimate((3, 16, 8, 8))
+    assert estimates["decode"][0] == TensorEstimate((3, 64, 64, 3))

@@ -1,0 +1,213 @@
+"""LoraPatch: the merge formula, new tensors instead of writes, bit-exact undo, and its life in manager scopes.
+
+Models are tiny FLUX transformers written to real safetensors files and loaded by the real model
+manager (memory-mapped, as in production), so "never in place" is tested on the tensors a real
+scope hands out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from modeling.diffusion_model import DiffusionModel
+from modeling.lora import LoraFormatError, LoraPatch
+from modeling.manager import Budgets, ModelManager
+from modeling.model_refs import ModelRef, Patch, WeightsSource
+from modeling.placement import module_bytes
+from modeling.reference_loading import load_reference
+from tests.fixtures import tiny_loras
+from tests.fixtures.tiny_loras import bfl_shapes, flux_layer_names
+from tests.fixtures.tiny_models import build_flux
+
+CPU = torch.device("cpu")
+
+
+def flux_file(folder: Path, **overrides: int) -> Path:
+    path = folder / "flux.safetensors"
+    module = build_flux(0, **overrides)
+    save_file({key: value.contiguous() for key, value in module.state_dict().items()}, str(path))
+    return path
+
+
+def reference(path: Path) -> ModelRef:
+    stat = path.stat()
+    return ModelRef(WeightsSource(str(path), f"{stat.st_size}:{stat.st_mtime_ns}"), "diffusion_model")
+
+
+def lora_file(folder: Path, name: str, seed: int, flux: nn.Module | None = None) -> Path:
+    flux = flux or build_flux()
+    lora = tiny_loras.random_lora(bfl_shapes(flux), flux_layer_names(flux), seed=seed, alpha=2.0)
+    return tiny_loras.save(folder / name, tiny_loras.kohya(lora))
+
+
+def patch(path: Path, strength: float = 0.8) -> LoraPatch:
+    return LoraPatch(WeightsSource(str(path), "test"), strength, "diffusion_model", label=path.name)
+
+
+def manager(vram: int = 2**34) -> ModelManager:
+    return ModelManager(CPU, Budgets(2**34, vram), load_reference)
+
+
+def velocity(model: DiffusionModel) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 16, 4, 4, generator=generator)
+    context = torch.randn(1, 5, 64, generator=generator)
+    pooled = torch.randn(1, 64, generator=generator)
+    return model.velocity(x, torch.tensor([0.7]), context, pooled)
+
+
+def snapshot(module: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each parameter's tensor object (what undo must give back) and a copy of its values."""
+    return {name: (parameter.data, parameter.detach().clone()) for name, parameter in module.named_parameters()}
+
+
+def test_apply_gives_new_tensors_leaves_the_base_unwritten_and_undo_restores_the_same_tensors(tmp_path: Path) -> None:
+    flux = build_flux()
+    before = snapshot(flux)
+    undo = patch(lora_file(tmp_path, "a.safetensors", 1)).apply(flux)
+    changed = [name for name, parameter in flux.named_parameters() if parameter.data is not before[name][0]
+               and parameter.data_ptr() != before[name][0].data_ptr()]
+    assert "transformer_blocks.0.attn.to_q.weight" in changed and "norm_out.linear.weight" in changed
+    assert not any(name.endswith(".bias") for name in changed)  # a LoRA changes weights, not biases
+    for name, (tensor, values) in before.items():
+        assert torch.equal(tensor, values), f"{name}: the base tensor was written"
+    undo()
+    for name, parameter in flux.named_parameters():
+        tensor, values = before[name]
+        assert parameter.data_ptr() == tensor.data_ptr() and torch.equal(parameter.data, values), name
+
+
+def test_the_merge_is_w_plus_strength_times_alpha_over_rank_times_up_down_in_float32(tmp_path: Path) -> None:
+    flux = build_flux().to(torch.bfloat16)
+    lora = tiny_loras.random_lora(bfl_shapes(flux), ["double_blocks.0.img_attn.proj"], seed=2, rank=4, alpha=8.0)
+    path = tiny_loras.save(tmp_path / "proj.safetensors", tiny_loras.kohya(lora))
+    weight = flux.transformer_blocks[0].attn.to_out[0].weight
+    base = weight.detach().clone()
+    undo = patch(path, strength=-0.5).apply(flux)
+    factors = lora["double_blocks.0.img_attn.proj"]
+    expected = (base.float() + (-0.5 * 8.0 / 4) * (factors.up @ factors.down)).to(torch.bfloat16)
+    assert weight.dtype == torch.bfloat16 and torch.equal(weight.detach(), expected)
+    undo()
+    assert torch.equal(weight.detach(), base)
+
+
+def test_strength_zero_touches_nothing(tmp_path: Path) -> None:
+    flux = build_flux()
+    before = snapshot(flux)
+    undo = patch(lora_file(tmp_path, "a.safetensors", 1), strength=0.0).apply(flux)
+    assert all(parameter.data_ptr() == before[name][0].data_ptr() for name, parameter in flux.named_parameters())
+    undo()
+
+
+def test_two_loras_on_one_model_add_up_and_undo_in_reverse(tmp_path: Path) -> None:
+    flux = build_flux()
+    first, second = patch(lora_file(tmp_path, "a.safetensors", 1)), patch(lora_file(tmp_path, "b.safetensors", 2))
+    weight = flux.transformer_blocks[0].attn.to_q.weight
+    base = weight.detach().clone()
+    undo_first = first.apply(flux)
+    alone = weight.detach() - base
+    undo_first()
+    undo_second = second.apply(flux)
+    other = weight.detach() - base
+    undo_second()
+    undo_first, undo_second = first.apply(flux), second.apply(flux)
+    torch.testing.assert_close(weight.detach() - base, alone + other, atol=1e-6, rtol=1e-6)
+    undo_second()
+    undo_first()
+    assert torch.equal(weight.detach(), base)
+
+
+def test_in_a_manager_scope_the_lora_exists_only_inside_and_is_undone_when_the_scope_raises(tmp_path: Path) -> None:
+    models = manager()
+    ref = reference(flux_file(tmp_path))
+    with models.use(ref) as model:
+        base = velocity(model)
+        before = snapshot(model.module)
+    patched = ref.patched(patch(lora_file(tmp_path, "a.safetensors", 1)))
+    with models.use(patched) as model:
+        changed = velocity(model)
+    assert (changed - base).abs().max() > 1e-3
+    with pytest.raises(RuntimeError, match="inside"), models.use(patched):
+        raise RuntimeError("failure inside the scope")
+    with models.use(ref) as model:
+        for name, parameter in model.module.named_parameters():
+            tensor, values = before[name]
+            assert parameter.data_ptr() == tensor.data_ptr() and torch.equal(parameter.data, values), name
+        assert torch.equal(velocity(model), base)
+    with models.use(patched) as model:
+        assert torch.equal(velocity(model), changed)  # the same patch again: the same result
+    assert models.loads == 1  # the base was read once; patches never reload it
+
+
+def test_a_streamed_model_gets_the_same_lora_result_as_a_resident_one(tmp_path: Path) -> None:
+    path = flux_file(tmp_path, num_layers=3, num_single_layers=3)
+    flux = build_flux(0, num_layers=3, num_single_layers=3)
+    lora = patch(lora_file(tmp_path, "a.safetensors", 1, flux))
+    with manager().use(reference(path).patched(lora)) as model:
+        expected = velocity(model)
+    streamed = manager(vram=module_bytes(flux) // 2)
+    with streamed.use(reference(path).patched(lora)) as model:
+        assert streamed.device_bytes == 0  # streamed block by block, not resident
+        result = velocity(model)
+    assert torch.equal(result, expected)
+    with streamed.use(reference(path)) as model, manager().use(reference(path)) as plain:
+        assert torch.equal(velocity(model), velocity(plain))  # and the base came back
+
+
+def test_a_patch_whose_file_fits_nothing_fails_the_scope_and_leaves_the_model_as_it_was(tmp_path: Path) -> None:
+    models = manager()
+    ref = reference(flux_file(tmp_path))
+    stray = tiny_loras.save(tmp_path / "sd.safetensors", {
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 8),
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(8, 4)})
+    with models.use(ref) as model:
+        base = velocity(model)
+    with pytest.raises(LoraFormatError, match="sd.safetensors: no weight of this LoRA fits"), \
+            models.use(ref.patched(patch(stray))):
+        pass
+    with models.use(ref) as model:
+        assert torch.equal(velocity(model), base)
+
+
+def test_a_pickle_lora_is_refused(tmp_path: Path) -> None:
+    pickled = tmp_path / "lora.pt"
+    pickled.write_bytes(b"not opened")
+    with pytest.raises(ValueError, match="only safetensors files"):
+        patch(pickled).apply(build_flux())
+
+
+def test_patches_are_values_that_key_references(tmp_path: Path) -> None:
+    path = lora_file(tmp_path, "a.safetensors", 1)
+    ref = reference(flux_file(tmp_path))
+    assert isinstance(patch(path), Patch)
+    assert ref.patched(patch(path)) == ref.patched(patch(path))
+    assert hash(ref.patched(patch(path))) == hash(ref.patched(patch(path)))
+    assert ref.patched(patch(path, 0.5)) != ref.patched(patch(path, 0.6))
+    assert ref.patched(patch(path)).weights_key == ref.weights_key  # one resident base for all of them
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_lora_merges_into_the_device_copy_and_gives_it_back(tmp_path: Path) -> None:
+    cuda = torch.device("cuda")
+    models = ModelManager(cuda, Budgets(2**34, 2**32), load_reference)
+    ref = reference(flux_file(tmp_path))
+    lora = patch(lora_file(tmp_path, "a.safetensors", 1))
+    with models.use(ref) as model:
+        before = {name: (parameter.data, parameter.detach().clone())
+                  for name, parameter in model.module.named_parameters()}
+        assert all(tensor.is_cuda for tensor, _ in before.values())
+    with models.use(ref.patched(lora)) as model:
+        on_cuda = velocity(model).cpu()
+        assert model.module.transformer_blocks[0].attn.to_q.weight.is_cuda
+    with manager().use(ref.patched(lora)) as model:
+        on_cpu = velocity(model)
+    torch.testing.assert_close(on_cuda, on_cpu, atol=1e-4, rtol=1e-4)
+    with models.use(ref) as model:
+        for name, parameter in model.module.named_parameters():
+            assert parameter.data_ptr() == before[name][0].data_ptr() and torch.equal(parameter, before[name][1])
