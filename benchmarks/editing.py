@@ -49,8 +49,8 @@ from modeling.feature_sharing import (  # noqa: E402
     single_blocks,
 )
 from modeling.loading import load_checkpoint  # noqa: E402
-from nodes.editing._editing import Prompting, edit_velocities, side_velocity  # noqa: E402
-from nodes.sampling._conditioning import TextCondition  # noqa: E402
+from modeling.guidance import Prompting, edit_velocities, side_velocity  # noqa: E402
+from modeling.conditioning import TextCondition  # noqa: E402
 from sampling.contract import VelocityModel  # noqa: E402
 from sampling.flowedit import FLOWEDIT_DEFAULTS, FlowEditSettings, flowedit  # noqa: E402
 from sampling.noise import seeded_noise  # noqa: E402

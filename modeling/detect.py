@@ -40,12 +40,13 @@ def detect_family(
         if not missing and not excluding:
             complete.append(family)
         elif len(missing) < len(family.required_keys):
-            found = len(family.required_keys) - len(missing)
+            matched = [pattern for pattern in family.required_keys if pattern not in missing]
             reason = f"missing {', '.join(repr(item) for item in missing)}" if missing else ""
             if excluding:
                 reason += ("; " if reason else "") + f"has {', '.join(repr(item) for item in excluding)}"
             total = len(family.required_keys)
-            partial.append(f"{family.name} ({family.component}): {found} of {total} key patterns found, {reason}")
+            partial.append(f"{family.name} ({family.component}): {len(matched)} of {total} key patterns found, "
+                           f"{reason}; matched {', '.join(repr(item) for item in matched)}")
     if complete:
         best = max(len(family.required_keys) for family in complete)
         winners = [family for family in complete if len(family.required_keys) == best]

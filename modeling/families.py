@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
-from modeling.architectures import autoencoder_kl, clip_text, flux
+from modeling.architectures import autoencoder_kl, clip_text, flux, flux_bfl
 from sampling.flow import FlowSampling
 
 Component = Literal["diffusion_model", "vae", "text_encoder"]
@@ -73,6 +73,9 @@ class ModelFamily:
     sampling: FlowSampling | None = None
     velocity: VelocityCall | None = None
     latent_formats: tuple[LatentFormat, ...] = ()
+    # Renames the canonical state dict into the built module's keys, for rows whose file layout
+    # differs from the module's (BFL FLUX files into diffusers' FluxTransformer2DModel).
+    to_module_keys: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
 
     def canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The state dict in this family's own key layout."""
@@ -84,6 +87,11 @@ class ModelFamily:
             if not any(fnmatch.fnmatchcase(key, pattern) for pattern in self.ignored_keys):
                 result[key] = value
         return result
+
+    def module_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The state dict under the built module's keys (canonical, then converted if the row says so)."""
+        canonical = self.canonical(state)
+        return self.to_module_keys(canonical) if self.to_module_keys is not None else canonical
 
     def missing_patterns(self, keys: list[str]) -> list[str]:
         """The required patterns that no key matches (`keys` in canonical layout)."""
@@ -120,6 +128,22 @@ FAMILIES: Mapping[str, ModelFamily] = MappingProxyType({
             # ComfyUI's FLUX default (ModelSamplingFlux at 1024x1024: shift exp(1.15)).
             sampling=FlowSampling.flux(1024, 1024),
             velocity=flux.velocity,
+        ),
+        # The same transformer from BFL's original files: read in BFL's keys, built and called as above.
+        ModelFamily(
+            name="flux_bfl",
+            component="diffusion_model",
+            required_keys=flux_bfl.REQUIRED_KEYS,
+            infer_config=flux_bfl.infer_config,
+            build=flux.build,
+            file_settings=flux.FILE_SETTINGS,
+            check_config=flux.check_config,
+            excluded_keys=flux_bfl.EXCLUDED_KEYS,
+            key_prefixes=flux_bfl.KEY_PREFIXES,
+            latent_channels=flux.latent_channels,
+            sampling=FlowSampling.flux(1024, 1024),
+            velocity=flux.velocity,
+            to_module_keys=flux_bfl.to_diffusers,
         ),
         ModelFamily(
             name="autoencoder_kl",

@@ -17,6 +17,7 @@ from torch import nn
 from modeling.components import ComponentWeights
 from modeling.errors import ModelFileError
 from modeling.families import ModelFamily
+from modeling.storage import AsStored, WeightStorage
 
 _COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MAX_LISTED = 6
@@ -58,8 +59,15 @@ def instantiate(
     *,
     device: torch.device,
     dtype: torch.dtype,
+    storage: WeightStorage | None = None,
 ) -> nn.Module:
-    """The built module with the stored weights, on `device` in `dtype`, in eval mode, frozen."""
+    """The built module with the stored weights, on `device` in `dtype`, in eval mode, frozen.
+
+    `storage` (default: the file's own precision, modeling/storage.py) decides which weights are held
+    in another format; it runs after the module is built on the meta device and before the weights
+    are assigned, so each weight goes from the file straight into its storage format, without a
+    full-precision copy in between.
+    """
     from accelerate import init_empty_weights
 
     try:
@@ -76,9 +84,11 @@ def instantiate(
         raise ModelFileError(
             f"{weights.origin}: cannot build a {family.name} {_what(family)} from config {dict(config)}: {error}.{hint}"
         ) from None
-    state = family.canonical(weights.state)
+    state = family.module_state(weights.state)
     check_fit(module, state, family, weights.origin)
-    module.load_state_dict(_cast(module, state, dtype), strict=True, assign=True)
+    held = (storage or AsStored()).prepare(module, state)
+    rest = _cast(module, {key: value for key, value in state.items() if key not in held}, dtype)
+    module.load_state_dict({**rest, **held}, strict=True, assign=True)
     for owner in module.modules():  # buffers built at construction (rotary tables) follow the dtype
         for name, buffer in owner.named_buffers(recurse=False):
             if buffer.is_floating_point() and buffer.dtype != dtype:

@@ -22,6 +22,7 @@ from modeling.families import TEXT_ENCODER_KINDS, Component, ModelFamily
 from modeling.files import SETTINGS_FILE, is_model_folder, load_state_dict, read_json, tokenizer_folder
 from modeling.instantiate import default_dtype, instantiate, resolve_config
 from modeling.latent_preview import PREVIEW_FILE, LatentPreview
+from modeling.storage import WeightStorage, storage_named
 from modeling.text_encoder import TextEncoder
 from modeling.vae import Vae
 
@@ -38,17 +39,21 @@ __all__ = [
 
 def load_diffusion_model(
     path: Path | str, *, device: torch.device | str, dtype: torch.dtype | None = None,
-    compute_device: torch.device | None = None,
+    compute_device: torch.device | None = None, storage: str = "default",
 ) -> DiffusionModel:
     """A diffusion model from a file, a component folder, a model folder or a checkpoint file.
 
     Built on `device`; without a `dtype`, in the precision it computes in on `compute_device`
-    (default: `device`), so the model manager can keep a host copy ready for the GPU.
+    (default: `device`), so the model manager can keep a host copy ready for the GPU. `storage`
+    names how the weights are held (modeling/storage.py: "default", "fp8_e4m3fn", "fp8_e5m2").
     """
     path, device = Path(path), torch.device(device)
+    held = storage_named(storage)
     weights = locate(path, "diffusion_model")[0]
     settings = read_model_settings(path) if is_model_folder(path) else {}
-    return _diffusion_model(weights, settings, path, device, _dtype(weights, dtype, compute_device or device))
+    compute = compute_device or device
+    chosen = dtype if dtype is not None else held.compute_dtype(default_dtype(weights.state, compute), compute)
+    return _diffusion_model(weights, settings, path, device, chosen, held)
 
 
 def load_vae(path: Path | str, *, device: torch.device | str, dtype: torch.dtype | None = None,
@@ -99,9 +104,10 @@ def read_model_settings(folder: Path | str) -> dict[str, Any]:
 
 
 def _diffusion_model(
-    weights: ComponentWeights, settings: dict[str, Any], path: Path, device: torch.device, dtype: torch.dtype | None
+    weights: ComponentWeights, settings: dict[str, Any], path: Path, device: torch.device, dtype: torch.dtype | None,
+    storage: WeightStorage | None = None,
 ) -> DiffusionModel:
-    family, module, config = _load(weights, "diffusion_model", device, dtype)
+    family, module, config, dtype = _load(weights, "diffusion_model", device, dtype, storage)
     if family.sampling is None or family.latent_channels is None:
         raise ModelFileError(f"{weights.origin}: family {family.name} lacks sampling defaults")
     sampling = family.sampling
@@ -111,12 +117,12 @@ def _diffusion_model(
             sampling = dataclasses.replace(sampling, **overrides)
         except (TypeError, ValueError) as error:
             raise ModelFileError(f"{path / SETTINGS_FILE}: bad \"sampling\" settings {overrides!r}: {error}") from None
-    parameter = next(module.parameters())
-    return DiffusionModel(module, family, sampling, family.latent_channels(config), device, parameter.dtype)
+    # The compute dtype, not the first parameter's: that one may be held in fp8.
+    return DiffusionModel(module, family, sampling, family.latent_channels(config), device, dtype)
 
 
 def _vae(weights: ComponentWeights, path: Path, device: torch.device, dtype: torch.dtype | None) -> Vae:
-    family, module, config = _load(weights, "vae", device, dtype)
+    family, module, config, dtype = _load(weights, "vae", device, dtype)
     channels = family.latent_channels(config) if family.latent_channels else int(config["latent_channels"])
     if weights.config is not None and "scaling_factor" in weights.config:
         shift, scale = float(config.get("shift_factor") or 0.0), float(config["scaling_factor"])
@@ -129,7 +135,7 @@ def _vae(weights: ComponentWeights, path: Path, device: torch.device, dtype: tor
             )
         shift, scale = default.shift, default.scale
     preview = _latent_preview(weights, path, channels)
-    return Vae(module, shift, scale, channels, device, next(module.parameters()).dtype, preview)
+    return Vae(module, shift, scale, channels, device, dtype, preview)
 
 
 def _text_encoder(candidates: list[ComponentWeights], path: Path, device: torch.device, kind: str,
@@ -184,12 +190,14 @@ def check_component(path: Path | str, component: Component, *, kind: str = "clip
 
 
 def _load(
-    weights: ComponentWeights, component: Component, device: torch.device, dtype: torch.dtype | None
-) -> tuple[ModelFamily, torch.nn.Module, dict[str, Any]]:
+    weights: ComponentWeights, component: Component, device: torch.device, dtype: torch.dtype | None,
+    storage: WeightStorage | None = None,
+) -> tuple[ModelFamily, torch.nn.Module, dict[str, Any], torch.dtype]:
+    """The detected family, the built module, its config and the dtype it computes in."""
     family = detect_family(weights.state, component, source=weights.origin)
     config = resolve_config(family, weights)
     chosen = dtype if dtype is not None else default_dtype(weights.state, device)
-    return family, instantiate(family, config, weights, device=device, dtype=chosen), config
+    return family, instantiate(family, config, weights, device=device, dtype=chosen, storage=storage), config, chosen
 
 
 def _dtype(weights: ComponentWeights, dtype: torch.dtype | None, compute_device: torch.device) -> torch.dtype:

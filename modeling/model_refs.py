@@ -106,3 +106,8 @@ def require_reference(node: str, name: str, value: Any, component: Component) ->
     got = f"a reference to a {value.component.replace('_', ' ')}" if isinstance(value, ModelRef) \
         else type(value).__name__
     raise ValueError(f"{node}: {name} must be a {socket} from a loader node ({loaders}), got {got}")
+
+
+def require_model(node: str, name: str, value: Any) -> ModelRef:
+    """`value` when it is a MODEL (a diffusion model reference), else a ValueError naming node and input."""
+    return require_reference(node, name, value, "diffusion_model")

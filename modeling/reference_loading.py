@@ -18,12 +18,12 @@ import torch
 
 from modeling.components import CHECKPOINT_PREFIXES, FOLDER_NAMES
 from modeling.diffusion_model import DiffusionModel
-from modeling.errors import ModelFileError
+from modeling.families import Component
 from modeling.files import is_model_folder, read_metadata
 from modeling.latent_preview import PREVIEW_FILE, LatentPreview
-from modeling.families import Component
 from modeling.loading import check_component, load_diffusion_model, load_text_encoder, load_vae
 from modeling.model_refs import ModelRef, WeightsSource
+from modeling.storage import storage_named
 from modeling.text_encoder import TextEncoder
 from modeling.vae import Vae
 
@@ -31,25 +31,27 @@ HOST = torch.device("cpu")
 
 
 def reference(path: Path, component: Component, *, fingerprint: str, label: str, variant: str = "",
-              compute: str = "default") -> ModelRef:
+              compute: str = "default", storage: str = "default") -> ModelRef:
     """A checked reference to `component` at `path` (see the module docstring); `variant` is the text
-    encoder kind for text encoders."""
+    encoder kind for text encoders, `storage` how a diffusion model's weights are held in memory
+    (a name in modeling/storage.py STORAGES)."""
+    storage_named(storage)
+    if storage != "default" and component != "diffusion_model":
+        raise ValueError(f"weight storage {storage!r} applies to diffusion models, "
+                         f"not to a {component.replace('_', ' ')}")
     family = check_component(path, component, kind=variant or "clip")
-    return ModelRef(WeightsSource(str(path), fingerprint), component, family=family.name, variant=variant,
-                    compute=compute, label=label)
+    return ModelRef(WeightsSource(str(path), fingerprint), component, family=family.name, storage=storage,
+                    variant=variant, compute=compute, label=label)
 
 
 def load_reference(ref: ModelRef, compute_device: torch.device) -> DiffusionModel | TextEncoder | Vae:
     """The model `ref` names, on the CPU, in the precision it computes in on `compute_device` (on the
     CPU when the reference asks to compute there)."""
-    if ref.storage != "default":
-        raise ModelFileError(f"{ref.label or ref.source.path}: weight storage {ref.storage!r} is not supported yet "
-                             f"(expected 'default')")
     if ref.compute == "cpu":
         compute_device = HOST
     path = Path(ref.source.path)
     if ref.component == "diffusion_model":
-        model = load_diffusion_model(path, device=HOST, compute_device=compute_device)
+        model = load_diffusion_model(path, device=HOST, compute_device=compute_device, storage=ref.storage)
         return model.with_latent_preview(_checkpoint_preview(path, model.latent_channels))
     if ref.component == "vae":
         return load_vae(path, device=HOST, compute_device=compute_device)

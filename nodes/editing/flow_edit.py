@@ -7,8 +7,10 @@ from typing import Annotated
 import torch
 
 from engine.node_api import Choice, Conditioning, Float, Input, Int, Latent, Model, NodeContext, Seed, node
-from nodes.editing._editing import EditProgress, Prompting, edit_schedule, edit_velocities, finished, source_latent
-from nodes.sampling._guidance import require_model
+from modeling.editing import edit_schedule, finished, source_latent
+from modeling.guidance import Prompting, edit_velocities
+from modeling.model_refs import require_model
+from modeling.previews import EditProgress
 from sampling.flowedit import FLOWEDIT_DEFAULTS, FlowEditSettings, flowedit
 
 _NODE = "FlowEdit"
@@ -60,7 +62,7 @@ def flow_edit(
         source = Prompting.checked(_NODE, "source", loaded, source_positive, source_negative, settings.source_cfg)
         target = Prompting.checked(_NODE, "target", loaded, target_positive, target_negative, settings.target_cfg)
         latent, samples = source_latent(_NODE, latent_image, loaded)
-        progress = EditProgress(ctx, loaded, (settings.n_max,))
+        progress = EditProgress(ctx.progress, loaded, (settings.n_max,))
         edited = flowedit(
             edit_velocities(loaded, source, target, samples.shape[0]), samples, edit_schedule(loaded, settings.steps),
             n_max=settings.n_max, n_min=settings.n_min, n_avg=settings.n_avg,

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from engine.node_api import Choice, Conditioning, Float, Input, Int, Latent, Model, NodeContext, String, node
 from modeling.feature_sharing import FeatureBank, ValueSharing, ValueSharingPatch, parse_blocks, single_blocks
-from nodes.editing._editing import EditProgress, edit_schedule, finished, inverting_edit
-from nodes.sampling._guidance import require_model
+from modeling.editing import edit_schedule, finished, inverting_edit
+from modeling.model_refs import require_model
+from modeling.previews import EditProgress
 from sampling.rf_edit import check_inject, rf_edit
 
 _NODE = "RFEdit"
@@ -53,7 +54,7 @@ def rf_edit_node(
     with ctx.models.use(reference.patched(ValueSharingPatch(chosen, sharing))) as loaded:
         edit = inverting_edit(_NODE, loaded, source_positive, target_positive, target_negative, target_cfg,
                               latent_image)
-        progress = EditProgress(ctx, loaded, (steps, steps))
+        progress = EditProgress(ctx.progress, loaded, (steps, steps))
         edited = rf_edit(edit.source, edit.target, edit.samples, edit_schedule(loaded, steps), inject=inject,
                          sharing=sharing, inversion_callback=progress.phase(0), callback=progress.phase(1))
         return finished(edit.latent, edited)

@@ -7,8 +7,9 @@ from typing import Annotated
 import torch
 
 from engine.node_api import Conditioning, Float, Input, Int, Latent, Model, NodeContext, Seed, node
-from nodes.editing._editing import EditProgress, edit_schedule, finished, inverting_edit
-from nodes.sampling._guidance import require_model
+from modeling.editing import edit_schedule, finished, inverting_edit
+from modeling.model_refs import require_model
+from modeling.previews import EditProgress
 from sampling.rf_inversion import RFInversionSettings, rf_inversion_edit
 
 _NODE = "RFInversionEdit"
@@ -46,7 +47,7 @@ def rf_inversion_node(
             raise ValueError(f"{_NODE}: {error}") from error
         edit = inverting_edit(_NODE, loaded, source_positive, target_positive, target_negative, target_cfg,
                               latent_image)
-        progress = EditProgress(ctx, loaded, (steps, steps))
+        progress = EditProgress(ctx.progress, loaded, (steps, steps))
         edited = rf_inversion_edit(
             edit.source, edit.target, edit.samples, edit_schedule(loaded, steps), settings,
             generator=torch.Generator("cpu").manual_seed(seed), inversion_callback=progress.phase(0),

@@ -7,7 +7,6 @@ along untouched. This module declares no nodes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -49,19 +48,6 @@ def empty_latent(width: int, height: int, batch_size: int, channels: int) -> dic
 
 
 LatentUpscaleMethod = Literal["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
-
-
-def require_latent(node: str, name: str, latent: Any) -> torch.Tensor:
-    """Return latent["samples"], or raise ValueError unless it is a non-empty 4-D tensor."""
-    if not isinstance(latent, Mapping) or "samples" not in latent:
-        raise ValueError(f"{node}: {name} must be a LATENT (a dict with 'samples'), got {type(latent).__name__}")
-    samples = latent["samples"]
-    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or 0 in samples.shape:
-        shape = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
-        raise ValueError(
-            f"{node}: {name} must hold a non-empty [batch, channels, height, width] latent, got {shape}"
-        )
-    return samples
 
 
 def require_vae(node: str, vae: Any) -> ModelRef:

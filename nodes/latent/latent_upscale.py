@@ -6,7 +6,8 @@ from typing import Annotated
 
 from engine.node_api import Choice, Int, Latent, TensorEstimate, node
 from nodes.image._pixels import CROP_TOOLTIP, MAX_RESOLUTION, CropMethod
-from nodes.latent._latents import LATENT_SCALE, LatentUpscaleMethod, require_latent, resize_latent
+from modeling.latents import require_latent
+from nodes.latent._latents import LATENT_SCALE, LatentUpscaleMethod, resize_latent
 
 _NODE = "LatentUpscale"
 _SIZE_TOOLTIP = "Target size in pixels (at least 64); 0 derives it from the other side and the aspect ratio."

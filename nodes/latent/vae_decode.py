@@ -7,7 +7,8 @@ from typing import Annotated
 import torch
 
 from engine.node_api import Image, Input, Latent, NodeContext, TensorEstimate, Vae, node
-from nodes.latent._latents import LATENT_SCALE, require_latent, require_vae
+from modeling.latents import require_latent
+from nodes.latent._latents import LATENT_SCALE, require_vae
 
 _NODE = "VAEDecode"
 

@@ -88,10 +88,10 @@ def model_fingerprint(ctx: NodeContext, folder: str, name: object) -> str | floa
 
 
 def model_reference(ctx: NodeContext, node: str, input_name: str, folder: str, name: object, component: Component,
-                    *, variant: str = "", compute: str = "default") -> ModelRef:
+                    *, variant: str = "", compute: str = "default", storage: str = "default") -> ModelRef:
     """A checked reference to `component` of model `name` in models/<folder> (the file is checked, not
     loaded: the model manager loads it on first use)."""
     path = resolve_model_file(ctx, node, input_name, folder, name)
     fingerprint = model_fingerprint(ctx, folder, name)
     return reference(path, component, fingerprint=str(fingerprint), label=str(name), variant=variant,
-                     compute=compute)
+                     compute=compute, storage=storage)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Annotated, Literal
 
 from engine.node_api import Choice, Model, NodeContext, node
@@ -10,6 +12,11 @@ from nodes.loaders._files import model_fingerprint, model_reference, validate_mo
 _NODE = "UNETLoader"
 
 WeightDtype = Literal["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
+# weight_dtype -> the reference's storage (modeling/storage.py). ComfyUI's "_fast" adds an fp8 matmul
+# kernel on recent GPUs; the bytes held are those of fp8_e4m3fn, so both share one resident module.
+_STORAGE: Mapping[str, str] = MappingProxyType({
+    "default": "default", "fp8_e4m3fn": "fp8_e4m3fn", "fp8_e4m3fn_fast": "fp8_e4m3fn", "fp8_e5m2": "fp8_e5m2",
+})
 
 
 def _fingerprint(ctx: NodeContext, unet_name: str | None = None) -> str | float:
@@ -27,15 +34,10 @@ def unet_loader(
     unet_name: Annotated[str, Choice(source="diffusion_models", tooltip="A file in models/diffusion_models.")],
     weight_dtype: Annotated[
         WeightDtype,
-        Choice(tooltip="default keeps the file's precision; the fp8 modes arrive with quantized loading."),
+        Choice(tooltip="default keeps the file's precision (fp8 files stay fp8); the fp8 modes hold the "
+                       "transformer's linear weights in 8 bits and upcast each layer to compute."),
     ],
 ) -> Model:
     """Load a diffusion model (the denoising transformer) without text encoder or VAE."""
-    # ComfyUI's fp8 modes store weights in 8 bits and upcast per layer; plain fp8 weights would
-    # fail deep inside the transformer, so say so here instead.
-    if weight_dtype != "default":
-        raise ValueError(
-            f"{_NODE}: weight_dtype {weight_dtype!r} is not supported yet (expected 'default'; "
-            f"fp8 weights need the quantized loaders)"
-        )
-    return model_reference(ctx, _NODE, "unet_name", "diffusion_models", unet_name, "diffusion_model")
+    return model_reference(ctx, _NODE, "unet_name", "diffusion_models", unet_name, "diffusion_model",
+                           storage=_STORAGE[weight_dtype])

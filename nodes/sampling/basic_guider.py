@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from engine.node_api import Conditioning, Guider, Model, NodeContext, node
-from nodes.sampling._conditioning import unpack_conditioning
-from nodes.sampling._guidance import Guider as GuiderObject
-from nodes.sampling._guidance import require_model
+from modeling.conditioning import unpack_conditioning
+from modeling.guidance import Guider as GuiderObject
+from modeling.model_refs import require_model
 
 _NODE = "BasicGuider"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from engine.node_api import Choice, Float, Int, Model, NodeContext, Sigmas, node
-from nodes.sampling._guidance import require_model
+from modeling.model_refs import require_model
 from sampling.schedules import compute_sigmas, scheduler_names
 
 _NODE = "BasicScheduler"

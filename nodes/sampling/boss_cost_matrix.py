@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from engine.node_api import Guider, Input, Int, Latent, NodeContext, Seed, Socket, node
-from nodes.sampling._guidance import ProgressReport, prepare_latent, require_guider
+from modeling.guidance import require_guider
+from modeling.latents import prepare_latent
+from modeling.previews import SamplingProgress
 from sampling.boss import EulerCostMatrix, euler_cost_matrix, uniform_grid
 from sampling.noise import seeded_noise
 
@@ -36,7 +38,7 @@ def boss_cost_matrix(
         shape = prepare_latent(_NODE, "latent_image", latent_image, model)["samples"].shape
         noise = seeded_noise(seed, (samples, *shape[1:])).to(model.device)
         return euler_cost_matrix(guider.velocity_model(model, samples), noise, uniform_grid(grid_points),
-                                 callback=ProgressReport(ctx, model))
+                                 callback=SamplingProgress(ctx.progress, model))
 
 
 def require_cost_matrix(node: str, name: str, value: object) -> EulerCostMatrix:

@@ -9,7 +9,9 @@ import torch
 
 from engine.node_api import Guider, Input, Latent, NodeContext, Noise, Sampler, Sigmas, TensorEstimate, node
 from nodes.latent._latents import sampled_estimate
-from nodes.sampling._guidance import ProgressReport, prepare_latent, require_guider
+from modeling.guidance import require_guider
+from modeling.latents import prepare_latent
+from modeling.previews import SamplingProgress
 from sampling.inversion import invert, resume_noise
 from sampling.samplers import ConfiguredSampler, get_sampler, inversion_refusal
 
@@ -80,7 +82,7 @@ def invert_to_noise(
         try:
             state = invert(guider.velocity_model(model, samples.shape[0]), chosen,
                            sigmas.to(model.device, torch.float32), samples.to(model.device),
-                           callback=ProgressReport(ctx, model))
+                           callback=SamplingProgress(ctx.progress, model))
         except ValueError as error:
             raise ValueError(f"{_NODE}: {error}") from error
     state = state.to("cpu", torch.float32)

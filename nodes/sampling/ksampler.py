@@ -18,8 +18,11 @@ from engine.node_api import (
     node,
 )
 from nodes.latent._latents import sampled_estimate
-from nodes.sampling._conditioning import unpack_conditioning
-from nodes.sampling._guidance import Guider, SamplingJob, SeededNoise, prepare_latent, require_model, run_sampling
+from modeling.conditioning import unpack_conditioning
+from modeling.guidance import Guider
+from modeling.latents import prepare_latent
+from modeling.model_refs import require_model
+from modeling.sampling_run import SamplingJob, SeededNoise, run_sampling
 from sampling.samplers import get_sampler, sampler_names
 from sampling.schedules import compute_sigmas, scheduler_names
 
@@ -70,5 +73,5 @@ def ksampler(
             latent=latent,
             seed=seed,
         )
-        output, _ = run_sampling(ctx, job, loaded)
+        output, _ = run_sampling(ctx.progress, job, loaded)
     return output

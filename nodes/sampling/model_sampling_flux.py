@@ -6,7 +6,7 @@ from typing import Annotated
 
 from engine.node_api import Float, Int, Model, node
 from nodes.image._pixels import MAX_RESOLUTION
-from nodes.sampling._guidance import require_model
+from modeling.model_refs import require_model
 from sampling.flow import FlowSampling
 
 _NODE = "ModelSamplingFlux"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from engine.node_api import Noise, Seed, node
-from nodes.sampling._guidance import SeededNoise
+from modeling.sampling_run import SeededNoise
 
 
 @node(id="RandomNoise", category="sampling/noise", display="RandomNoise")

@@ -8,7 +8,9 @@ import torch
 
 from engine.node_api import Guider, Input, Latent, NodeContext, Noise, Sampler, Sigmas, TensorEstimate, node
 from nodes.latent._latents import sampled_estimate
-from nodes.sampling._guidance import SamplingJob, prepare_latent, require_guider, run_sampling
+from modeling.guidance import require_guider
+from modeling.latents import prepare_latent
+from modeling.sampling_run import SamplingJob, run_sampling
 
 _NODE = "SamplerCustomAdvanced"
 
@@ -50,5 +52,5 @@ def sampler_custom_advanced(
         # ComfyUI seeds a stochastic sampler's fresh noise with the NOISE input's seed.
         seed = getattr(noise, "seed", 0)
         job = SamplingJob(_NODE, guider, sampler, sigmas, noise.generate_noise(latent), latent, seed=seed)
-        output, denoised = run_sampling(ctx, job, model)
+        output, denoised = run_sampling(ctx.progress, job, model)
     return SampledLatents(output, denoised)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from modeling.feature_sharing import FeatureBank, FeatureKey, ValueSharing, shared_value_features
-from nodes.editing._editing import Prompting, side_velocity
+from modeling.guidance import Prompting, side_velocity
 from sampling.rf_edit import Stage, rf_edit
 from sampling.schedules import compute_sigmas
 from tests.nodes.editing.conftest import Demo
@@ -112,7 +112,7 @@ def test_rf_edit_on_the_demo_transformer_injects_every_stored_feature(demo_nodes
 
 
 def _condition(nodes: Nodes, demo: Demo, text: str) -> object:
-    from nodes.sampling._conditioning import unpack_conditioning
+    from modeling.conditioning import unpack_conditioning
 
     with nodes.models.use(demo.model) as model:
         return unpack_conditioning("test", "text", demo.encode(nodes, text), model)[0]

@@ -7,8 +7,8 @@ import torch
 
 from modeling.diffusion_model import DiffusionModel
 from modeling.families import FAMILIES
-from nodes.editing._editing import Prompting, edit_velocities, guidance_distilled, side_velocity
-from nodes.sampling._conditioning import TextCondition
+from modeling.conditioning import TextCondition
+from modeling.guidance import Prompting, edit_velocities, guidance_distilled, side_velocity
 from sampling.flow import FlowSampling
 from tests.fixtures.tiny_models import TEXT_HIDDEN, build_flux
 

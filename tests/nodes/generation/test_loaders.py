@@ -22,6 +22,7 @@ from tests.nodes.generation.conftest import (
     UNET,
     VAE,
     Nodes,
+    empty,
 )
 
 
@@ -89,8 +90,6 @@ def test_escaping_name_is_refused(nodes: Nodes) -> None:
 
 
 def test_unsupported_options_are_errors(nodes: Nodes) -> None:
-    with pytest.raises(ValueError, match=r"UNETLoader: weight_dtype 'fp8_e4m3fn' is not supported yet"):
-        nodes.run("UNETLoader", unet_name=UNET, weight_dtype="fp8_e4m3fn")
     with pytest.raises(ValueError, match=r"CLIPLoader: type 'wan' needs a text encoder architecture"):
         nodes.run("CLIPLoader", clip_name=TEXT_ENCODER, type="wan")
 
@@ -121,3 +120,53 @@ def test_fingerprint_follows_the_files(registry, folders: Folders, tmp_path: Pat
                                                                                                vae_name=VAE)
     assert math.isnan(nodes.fingerprint("UNETLoader", unet_name="missing.safetensors"))
     assert math.isnan(nodes.fingerprint("CLIPLoader", clip_name="../../etc/passwd"))
+
+
+def _sample_image(nodes: Nodes, model_ref) -> torch.Tensor:
+    clip = nodes.one("CLIPLoader", clip_name=TEXT_ENCODER, type="stable_diffusion")
+    positive = nodes.one("CLIPTextEncode", text="a red circle", clip=clip)
+    negative = nodes.one("CLIPTextEncode", text="", clip=clip)
+    latent = nodes.one("KSampler", model=model_ref, seed=3, steps=2, cfg=2.0, sampler_name="euler",
+                       scheduler="simple", positive=positive, negative=negative, latent_image=empty(nodes),
+                       denoise=1.0)
+    return nodes.one("VAEDecode", samples=latent, vae=nodes.one("VAELoader", vae_name=VAE))
+
+
+def test_unet_loader_fp8_weights_feed_ksampler(nodes: Nodes) -> None:
+    """weight_dtype fp8_e4m3fn holds the transformer's linear weights in 1 byte and still samples an image."""
+    fp8 = nodes.one("UNETLoader", unet_name=UNET, weight_dtype="fp8_e4m3fn")
+    assert fp8.storage == "fp8_e4m3fn"
+    fast = nodes.one("UNETLoader", unet_name=UNET, weight_dtype="fp8_e4m3fn_fast")
+    assert fast.weights_key == fp8.weights_key  # the same bytes: one resident module
+    e5m2 = nodes.one("UNETLoader", unet_name=UNET, weight_dtype="fp8_e5m2")
+    default = nodes.one("UNETLoader", unet_name=UNET, weight_dtype="default")
+    assert len({fp8.weights_key, e5m2.weights_key, default.weights_key}) == 3
+    with nodes.models.use(fp8) as model:
+        weights = model.module.state_dict()
+        assert weights["transformer_blocks.0.attn.to_q.weight"].dtype == torch.float8_e4m3fn
+        assert weights["proj_out.bias"].dtype == model.dtype == torch.float32
+    image = _sample_image(nodes, fp8)
+    assert image.shape == (1, 48, 64, 3) and torch.isfinite(image).all()
+    full = _sample_image(nodes, default)
+    assert not torch.equal(image, full)  # the rounded weights are really used
+    assert (image - full).abs().max() < 0.15  # and stay close to full precision
+
+
+def test_unet_loader_reads_bfl_flux_files_and_samples_the_same_image(registry, folders: Folders,
+                                                                     tmp_path: Path) -> None:
+    """A FLUX file in BFL's original keys (as flux1-dev.safetensors ships) gives the image its diffusers twin gives."""
+    from safetensors.torch import load_file, save_file
+
+    from modeling.architectures.flux_bfl import from_diffusers
+
+    copy = copied_models(folders, tmp_path)
+    diffusion_models = copy.models_dir / "diffusion_models"
+    state = from_diffusers(load_file(str(diffusion_models / UNET)))
+    assert "double_blocks.0.img_attn.qkv.weight" in state
+    bfl_file = diffusion_models / "flux1-tiny.safetensors"
+    save_file({key: value.contiguous() for key, value in state.items()}, str(bfl_file))
+    nodes = Nodes(registry, copy)
+    bfl = nodes.one("UNETLoader", unet_name="flux1-tiny.safetensors", weight_dtype="default")
+    assert bfl.family == "flux_bfl"
+    diffusers_layout = nodes.one("UNETLoader", unet_name=UNET, weight_dtype="default")
+    assert torch.equal(_sample_image(nodes, bfl), _sample_image(nodes, diffusers_layout))

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from engine.context import Interrupted
 from modeling.latent_preview import LatentPreview
 from modeling.model_refs import WeightsSource
-from nodes.sampling._preview import PreviewPacer
+from modeling.previews import PreviewPacer
 from sampling.flow import FlowSampling
 from sampling.noise import seeded_noise
 from sampling.schedules import compute_sigmas

@@ -1,13 +1,12 @@
-"""What the editor nodes share: prompts to velocity models, the source latent, the schedule, progress.
+"""The model-calling glue of guidance: a loaded model and conditionings -> the velocity models samplers see.
 
-An editor runs the model under two prompts: the source prompt, describing the image as it is,
-and the target prompt, describing the edit. `Prompting` is one side (positive, optional negative,
-CFG scale), `side_velocity` its velocity model, and `edit_velocities` both sides for FlowEdit,
-batched into one model call when the prompts allow; `inverting_edit` checks the inputs of the
-editors that invert first (RF-Edit, RF-Inversion). Guidance-distilled models (FLUX dev, whose
-transformer has `guidance_embeds`) take the scale as their guidance input instead of running a
-negative. `EditProgress` reports an editor's phases (inversion, then denoising) as one bar.
-This module declares no nodes.
+- `condition_velocity` / `guided_velocity`: one conditioning list, or real classifier-free
+  guidance with a negative, batched into one model call per step when the prompts allow;
+- `Guider` (the GUIDER socket) holds a model reference, checked conditionings and a CFG scale, and
+  builds the guided velocity of the loaded model inside its `use()` scope;
+- `Prompting`, `side_velocity`, `edit_velocities`: the two sides of an edit (source and target
+  prompt), for FlowEdit, RF-Edit and RF-Inversion. Guidance-distilled models (FLUX dev, whose
+  transformer has `guidance_embeds`) take the scale as their guidance input instead of a negative.
 """
 
 from __future__ import annotations
@@ -18,19 +17,69 @@ from typing import Any
 
 import torch
 
-from engine.node_api import NodeContext
+from modeling.conditioning import TextCondition, tile_to_batch, unpack_conditioning
 from modeling.diffusion_model import DiffusionModel
-from nodes.sampling._conditioning import (
-    TextCondition,
-    condition_velocity,
-    guided_velocity,
-    tile_to_batch,
-    unpack_conditioning,
-)
-from nodes.sampling._guidance import ProgressReport, prepare_latent
-from sampling.contract import StepCallback, StepInfo, VelocityModel
+from modeling.model_refs import ModelRef
+from sampling.contract import VelocityModel
 from sampling.flowedit import BothVelocities, EditVelocities
-from sampling.schedules import compute_sigmas
+from sampling.guidance import batched_cfg_velocity, cfg_velocity
+
+
+def condition_velocity(model: Any, conditions: tuple[TextCondition, ...], batch: int) -> VelocityModel:
+    """The model's velocity under these conditions; several entries average their predictions."""
+    velocities = []
+    for condition in conditions:
+        context = tile_to_batch(condition.context, batch, model.device)
+        pooled = tile_to_batch(condition.pooled, batch, model.device)
+
+        def velocity(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor = context,
+                     pooled: torch.Tensor = pooled) -> torch.Tensor:
+            return model.velocity(x, sigma, context, pooled)
+
+        velocities.append(velocity)
+    if len(velocities) == 1:
+        return velocities[0]
+
+    # ComfyUI's combined full-image conditions weigh each prediction equally.
+    def averaged(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return torch.stack([velocity(x, sigma) for velocity in velocities]).mean(dim=0)
+
+    return averaged
+
+
+def guided_velocity(model: Any, positive: tuple[TextCondition, ...], negative: tuple[TextCondition, ...] | None,
+                    batch: int, cfg: float) -> VelocityModel:
+    """The CFG-guided velocity model; one model call per step on a doubled batch when both sides are single prompts
+    of the same token length (the usual case), else separate calls."""
+    if negative is None or math.isclose(cfg, 1.0):
+        return condition_velocity(model, positive, batch)  # no unconditional model to evaluate
+    if len(positive) == 1 and len(negative) == 1 and positive[0].context.shape[1:] == negative[0].context.shape[1:]:
+        sides = (positive[0], negative[0])
+        pair = TextCondition(torch.cat([tile_to_batch(side.context, batch, model.device) for side in sides]),
+                             torch.cat([tile_to_batch(side.pooled, batch, model.device) for side in sides]))
+        return batched_cfg_velocity(condition_velocity(model, (pair,), 2 * batch), cfg)
+    return cfg_velocity(condition_velocity(model, positive, batch), condition_velocity(model, negative, batch), cfg)
+
+
+@dataclass(frozen=True)
+class Guider:
+    """A GUIDER: the model reference, its checked conditionings and the CFG scale (negative None: no CFG)."""
+
+    model: ModelRef
+    positive: tuple[TextCondition, ...]
+    negative: tuple[TextCondition, ...] | None
+    cfg: float
+
+    def velocity_model(self, model: DiffusionModel, batch: int) -> VelocityModel:
+        """The guided velocity of `model`, the module `self.model` stands for, inside its scope."""
+        return guided_velocity(model, self.positive, self.negative, batch, self.cfg)
+
+
+def require_guider(node: str, name: str, guider: Any) -> Guider:
+    """Raise ValueError unless `guider` is a GUIDER from CFGGuider or BasicGuider."""
+    if not isinstance(guider, Guider):
+        raise ValueError(f"{node}: {name} must be a GUIDER from CFGGuider or BasicGuider, got {type(guider).__name__}")
+    return guider
 
 
 @dataclass(frozen=True)
@@ -112,62 +161,3 @@ def _guide(outputs: tuple[torch.Tensor, ...], cfg: float) -> torch.Tensor:
         return outputs[0]
     cond, uncond = outputs
     return uncond + cfg * (cond - uncond)
-
-
-def source_latent(node: str, latent: Any, model: DiffusionModel) -> tuple[dict[str, Any], torch.Tensor]:
-    """The LATENT input (copied) and its samples on the model's device, float32."""
-    prepared = prepare_latent(node, "latent_image", latent, model)
-    samples = prepared["samples"]
-    if not torch.count_nonzero(samples):
-        raise ValueError(f"{node}: latent_image is all zeros; editors need the source image's latent (VAEEncode)")
-    return prepared, samples.to(model.device)
-
-
-@dataclass(frozen=True)
-class InvertingEdit:
-    """The inputs of an editor that inverts with the source prompt (unguided) and regenerates with the target's."""
-
-    latent: dict[str, Any]
-    samples: torch.Tensor
-    source: VelocityModel
-    target: VelocityModel
-
-
-def inverting_edit(node: str, model: DiffusionModel, source_positive: Any, target_positive: Any,
-                   target_negative: Any, target_cfg: float, latent_image: Any) -> InvertingEdit:
-    """Check the inputs of RF-Edit and RF-Inversion; inversion runs at cfg 1, as both references do."""
-    source = Prompting.checked(node, "source", model, source_positive, None, 1.0)
-    target = Prompting.checked(node, "target", model, target_positive, target_negative, target_cfg)
-    latent, samples = source_latent(node, latent_image, model)
-    batch = samples.shape[0]
-    return InvertingEdit(latent, samples, side_velocity(model, source, batch), side_velocity(model, target, batch))
-
-
-def edit_schedule(model: DiffusionModel, steps: int) -> torch.Tensor:
-    """The model's "simple" schedule (its own shift) of `steps` steps, on its device."""
-    return compute_sigmas(model.sampling, "simple", steps).to(model.device)
-
-
-class EditProgress:
-    """Reports the phases of an edit (e.g. inversion then denoising) as one progress bar with previews."""
-
-    def __init__(self, ctx: NodeContext, model: DiffusionModel, phase_steps: tuple[int, ...]) -> None:
-        self._report = ProgressReport(ctx, model)
-        self._offsets = [sum(phase_steps[:index]) for index in range(len(phase_steps))]
-        self._total = sum(phase_steps)
-
-    def phase(self, index: int) -> StepCallback:
-        offset = self._offsets[index]
-
-        def callback(step: StepInfo) -> None:
-            self._report(StepInfo(offset + step.index, self._total, step.x, step.sigma, step.sigma_next,
-                                  step.denoised))
-
-        return callback
-
-
-def finished(latent: dict[str, Any], samples: torch.Tensor) -> dict[str, Any]:
-    """A copy of the input LATENT carrying the edited samples, on the CPU."""
-    output = dict(latent)
-    output["samples"] = samples.to("cpu", torch.float32)
-    return output

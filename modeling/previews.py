@@ -1,17 +1,20 @@
-"""Latent previews for the sampler nodes' progress reports.
+"""Progress reports with latent previews, for everything that samples (sampler and editor nodes).
 
 A preview is the current x0 prediction projected to RGB by a `LatentPreview`: the model's
 fitted one when it has one (the checkpoint loader copies it from the VAE), else
 `LatentPreview.generic`, which needs no fitting. Either is one small matrix product per latent
 pixel, so a preview per step costs nothing next to a model call. The executor passes the PIL
 image on as a `NodePreview` event, which the server sends as a binary JPEG frame.
-This module declares no nodes.
+`SamplingProgress` turns a sampler's per-step callback into `report(done, total, preview)` calls
+(a node passes `ctx.progress`, which also raises when the prompt is interrupted, ending sampling
+between two steps); `EditProgress` reports an editor's phases as one bar.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +22,10 @@ from PIL import Image as PILImage
 
 from modeling.diffusion_model import DiffusionModel
 from modeling.latent_preview import LatentPreview
+from sampling.contract import StepCallback, StepInfo
+
+# What a progress report goes to: (steps done, steps in all, a PIL preview or None).
+Reporter = Callable[[float, float, Any], None]
 
 
 def preview_projection(model: DiffusionModel) -> LatentPreview:
@@ -60,3 +67,35 @@ class PreviewPacer:
             self.last = now
             return True
         return False
+
+
+class SamplingProgress:
+    """A sampler callback that reports each step to the UI and keeps the latest x0 prediction."""
+
+    def __init__(self, report: Reporter, model: DiffusionModel) -> None:
+        self.report, self.projection, self.pacer = report, preview_projection(model), PreviewPacer()
+        self.last_denoised: torch.Tensor | None = None
+
+    def __call__(self, step: StepInfo) -> None:
+        self.last_denoised = step.denoised
+        done = step.index + 1
+        preview = preview_image(self.projection, step.denoised) if self.pacer.due(done, step.total) else None
+        self.report(done, step.total, preview)
+
+
+class EditProgress:
+    """Reports the phases of an edit (e.g. inversion then denoising) as one progress bar with previews."""
+
+    def __init__(self, report: Reporter, model: DiffusionModel, phase_steps: tuple[int, ...]) -> None:
+        self._report = SamplingProgress(report, model)
+        self._offsets = [sum(phase_steps[:index]) for index in range(len(phase_steps))]
+        self._total = sum(phase_steps)
+
+    def phase(self, index: int) -> StepCallback:
+        offset = self._offsets[index]
+
+        def callback(step: StepInfo) -> None:
+            self._report(StepInfo(offset + step.index, self._total, step.x, step.sigma, step.sigma_next,
+                                  step.denoised))
+
+        return callback

@@ -1,22 +1,18 @@
-"""CONDITIONING checks and the velocity model of one conditioning list, for the sampler nodes.
+"""CONDITIONING checks: ComfyUI's conditioning lists checked against the model that will read them.
 
 A CONDITIONING is ComfyUI's list of `[hidden [n, tokens, width], {"pooled_output": [n, P], ...}]`
-pairs. Each pair is checked once, when a sampler or guider node receives it, so a prompt
+pairs. Each pair is checked once, when a sampler, guider or editor node receives it, so a prompt
 encoded with the wrong text encoder fails with the node and input named, not inside the
-transformer. This module declares no nodes.
+transformer. `tile_to_batch` repeats a conditioning batch to the latent batch as ComfyUI does.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from sampling.contract import VelocityModel
-from sampling.guidance import batched_cfg_velocity, cfg_velocity
 
 
 @dataclass(frozen=True)
@@ -83,39 +79,3 @@ def tile_to_batch(tensor: torch.Tensor, batch: int, device: torch.device) -> tor
         repeats = -(-batch // tensor.shape[0])
         tensor = tensor.repeat(repeats, *([1] * (tensor.ndim - 1)))[:batch]
     return tensor.to(device)
-
-
-def condition_velocity(model: Any, conditions: tuple[TextCondition, ...], batch: int) -> VelocityModel:
-    """The model's velocity under these conditions; several entries average their predictions."""
-    velocities = []
-    for condition in conditions:
-        context = tile_to_batch(condition.context, batch, model.device)
-        pooled = tile_to_batch(condition.pooled, batch, model.device)
-
-        def velocity(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor = context,
-                     pooled: torch.Tensor = pooled) -> torch.Tensor:
-            return model.velocity(x, sigma, context, pooled)
-
-        velocities.append(velocity)
-    if len(velocities) == 1:
-        return velocities[0]
-
-    # ComfyUI's combined full-image conditions weigh each prediction equally.
-    def averaged(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.stack([velocity(x, sigma) for velocity in velocities]).mean(dim=0)
-
-    return averaged
-
-
-def guided_velocity(model: Any, positive: tuple[TextCondition, ...], negative: tuple[TextCondition, ...] | None,
-                    batch: int, cfg: float) -> VelocityModel:
-    """The CFG-guided velocity model; one model call per step on a doubled batch when both sides are single prompts
-    of the same token length (the usual case), else separate calls."""
-    if negative is None or math.isclose(cfg, 1.0):
-        return condition_velocity(model, positive, batch)  # no unconditional model to evaluate
-    if len(positive) == 1 and len(negative) == 1 and positive[0].context.shape[1:] == negative[0].context.shape[1:]:
-        sides = (positive[0], negative[0])
-        pair = TextCondition(torch.cat([tile_to_batch(side.context, batch, model.device) for side in sides]),
-                             torch.cat([tile_to_batch(side.pooled, batch, model.device) for side in sides]))
-        return batched_cfg_velocity(condition_velocity(model, (pair,), 2 * batch), cfg)
-    return cfg_velocity(condition_velocity(model, positive, batch), condition_velocity(model, negative, batch), cfg)
