@@ -155,7 +155,7 @@ def _template_error(template: np.ndarray, coverage: np.ndarray, sigma: float) ->
     return float(np.square(blurred - coverage).sum()), blurred
 
 
-def _fit_template(coverage: np.ndarray) -> tuple[str, str, np.ndarray, float]:
+def _fit_template(coverage: np.ndarray, shapes: tuple[str, ...] = SHAPES) -> tuple[str, str, np.ndarray, float]:
     """Best (shape, size) template for the coverage map, its centre (image pixels), and their soft IoU.
 
     Each template is placed with its centroid on the coverage's (a blur moves edges, not centroids) and
@@ -170,7 +170,7 @@ def _fit_template(coverage: np.ndarray) -> tuple[str, str, np.ndarray, float]:
     best = ("", "", centroid, np.inf, 0.0)
     for size in SIZES:
         half_extent = EXTENT_PX[size] * scale / 2
-        for shape in SHAPES:
+        for shape in shapes:
             # Not every outline is centred on its centroid (a triangle's sits low).
             centre = local - (0.0, centroid_drop(shape) * half_extent)
             template = rasterize(shape, (float(centre[0]), float(centre[1])), half_extent, *window.shape)
@@ -195,13 +195,14 @@ def _separate(image: np.ndarray) -> tuple[str, tuple[np.ndarray, str] | None]:
     return background_name, _foreground(pixels, background, background_name)
 
 
-def read_scene(image: np.ndarray) -> Reading:
-    """What the uint8 HxWx3 RGB `image` shows, from pixels alone."""
+def read_scene(image: np.ndarray, shapes: tuple[str, ...] = SHAPES) -> Reading:
+    """What the uint8 HxWx3 RGB `image` shows, from pixels alone. The shape is one of `shapes`: the base
+    world's unless asked (`vocabulary.EXTENDED_SHAPES` also recognises a diamond)."""
     background_name, found = _separate(image)
     if found is None:
         return Reading(None, None, background_name, None, None, None)
     coverage, colour = found
-    shape, size, centre, iou = _fit_template(coverage)
+    shape, size, centre, iou = _fit_template(coverage, shapes)
     return Reading(shape, colour, background_name, size, _position(centre, image.shape[1]), float(iou))
 
 

@@ -52,6 +52,8 @@ def inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "cross":
         au, av = np.abs(u), np.abs(v)
         return ((au <= CROSS_HALF_WIDTH) & (av <= 1.0)) | ((av <= CROSS_HALF_WIDTH) & (au <= 1.0))
+    if shape == "diamond":  # an extension shape (vocabulary.EXTENSION_SHAPES): a square on its corner
+        return np.abs(u) + np.abs(v) <= 1.0
     raise ValueError(f"unknown shape {shape!r}")
 
 

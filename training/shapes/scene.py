@@ -7,12 +7,14 @@ words in `captions`. Imports only `vocabulary`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from training.shapes.vocabulary import (
     COLOURS,
     DIRECTIONS,
+    EXTENDED_SHAPES,
     MAX_FRAMES,
     MAX_JITTER_PX,
     POSITIONS,
@@ -46,9 +48,11 @@ class Scene:
     size: str
     position: str
     jitter: tuple[int, int] = field(default=(0, 0), compare=False)
+    # The shape names a scene may use; `ExtendedScene` widens them.
+    allowed_shapes: ClassVar[tuple[str, ...]] = SHAPES
 
     def __post_init__(self) -> None:
-        _check("shape", self.shape, SHAPES)
+        _check("shape", self.shape, self.allowed_shapes)
         _check("colour", self.colour, COLOURS)
         _check("background", self.background, COLOURS)
         _check("size", self.size, SIZES)
@@ -57,6 +61,15 @@ class Scene:
             raise ValueError(f"colour and background must differ; both are {self.colour!r}")
         if len(self.jitter) != 2 or any(abs(int(j)) > MAX_JITTER_PX for j in self.jitter):
             raise ValueError(f"jitter must be two ints within ±{MAX_JITTER_PX} px; got {self.jitter!r}")
+
+
+@dataclass(frozen=True)
+class ExtendedScene(Scene):
+    """A scene that may also show the shapes of `vocabulary.EXTENSION_SHAPES` (a diamond), which the base
+    world never draws; for add-ons trained on top of the demo model (training/demo_lora.py). Otherwise a
+    `Scene`: it renders, captions and splits the same way."""
+
+    allowed_shapes: ClassVar[tuple[str, ...]] = EXTENDED_SHAPES
 
 
 def allowed_directions(position: str) -> tuple[str, ...]:

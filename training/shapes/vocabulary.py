@@ -8,6 +8,13 @@ from __future__ import annotations
 
 # Shapes are drawn upright, each filling (or nearly filling) a square of the scene's extent.
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring", "cross")
+# Shapes outside the base world, for add-ons such as the demo LoRA (training/demo_lora.py): the base
+# world's samplers and captions and the evaluator's default reading never use them, so the demo model has
+# never seen one. A diamond (a square on its corner) survives the demo VAE (read back 95% after encoding
+# and decoding), where a new colour did not: the VAE decodes pink (255, 120, 170), never in its training
+# data, as white.
+EXTENSION_SHAPES: tuple[str, ...] = ("diamond",)
+EXTENDED_SHAPES: tuple[str, ...] = SHAPES + EXTENSION_SHAPES
 
 # Saturated, far-apart colours: the closest pair (orange/yellow) is ~100 apart in RGB and every other pair
 # is further, so a VAE's blur and a weak generator's colour drift still leave the nearest name correct.
