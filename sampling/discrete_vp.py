@@ -1,0 +1,105 @@
+"""Discrete variance-preserving models (SD1.5, SDXL: eps or v prediction) under the flow contract.
+
+Flowmill's samplers see a flow model: `x_s = (1 - s) x0 + s noise` with s in [0, 1] and velocity
+`noise - x0` (sampling/flow.py). A VP model was trained on `x_t = sqrt(a_t) x0 + sqrt(1 - a_t) noise`
+at discrete timesteps t (a_t: the cumulative product of the alphas), predicting the noise (eps) or
+`v = sqrt(a_t) noise - sqrt(1 - a_t) x0`. The two are the same family of noisy images up to a scale:
+
+- the k-diffusion sigma `sigma = s / (1 - s)` gives `x_s / (1 - s) = x0 + sigma noise`;
+- the VP image at the timestep whose `sqrt((1 - a_t) / a_t)` equals sigma is that divided by
+  `sqrt(1 + sigma^2)`, since `sqrt(a_t) = 1 / sqrt(1 + sigma^2)`;
+- from the model's output, x0 and the noise follow exactly, and so does the velocity.
+
+Nothing is approximated except the timestep between two table entries, which is interpolated in
+log sigma (as ComfyUI's ModelSamplingDiscrete does). This module is the conversion only; it has no
+model and no registry. Imports nothing outside torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Prediction = Literal["eps", "v"]
+
+
+@dataclass(frozen=True, eq=False)
+class DiscreteVP:
+    """A VP model's noise table (`alphas_cumprod`, one entry per training timestep) and what it predicts."""
+
+    alphas_cumprod: Tensor
+    prediction: Prediction = "eps"
+
+    def __post_init__(self) -> None:
+        table = torch.as_tensor(self.alphas_cumprod, dtype=torch.float64)
+        if table.ndim != 1 or table.numel() < 2 or not bool(((table > 0) & (table < 1)).all()):
+            raise ValueError("alphas_cumprod must be a 1-D table of at least 2 values strictly between 0 and 1")
+        if not bool((table[1:] < table[:-1]).all()):
+            raise ValueError("alphas_cumprod must decrease with the timestep (more noise later)")
+        if self.prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', got {self.prediction!r}")
+        object.__setattr__(self, "alphas_cumprod", table)
+
+    @classmethod
+    def scaled_linear(cls, prediction: Prediction = "eps", beta_start: float = 0.00085, beta_end: float = 0.012,
+                      timesteps: int = 1000) -> DiscreteVP:
+        """Stable Diffusion's schedule (SD1.5, SD2, SDXL): betas linear in their square root."""
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, timesteps, dtype=torch.float64) ** 2
+        return cls(torch.cumprod(1.0 - betas, dim=0), prediction)
+
+    @property
+    def sigmas(self) -> Tensor:
+        """The k-diffusion sigma of every timestep, `sqrt((1 - a_t) / a_t)`, increasing."""
+        return ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
+
+    @property
+    def flow_sigmas(self) -> Tensor:
+        """The same noise levels as flow times `s = sigma / (1 + sigma)`, for the schedulers."""
+        sigmas = self.sigmas
+        return sigmas / (1 + sigmas)
+
+    def timestep(self, sigma: Tensor) -> Tensor:
+        """The (fractional) timestep of k-diffusion `sigma`, interpolated in log sigma, clamped to the table."""
+        log_table = self.sigmas.log()
+        log_sigma = torch.as_tensor(sigma, dtype=torch.float64).log().clamp(log_table[0], log_table[-1])
+        upper = torch.searchsorted(log_table, log_sigma.contiguous()).clamp(1, log_table.numel() - 1)
+        lower = upper - 1
+        weight = (log_sigma - log_table[lower]) / (log_table[upper] - log_table[lower])
+        return lower + weight
+
+    def model_input(self, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        """(the VP image the model reads, its timestep) for flow latent `x` at flow time `s` (< 1).
+
+        `s` is a scalar or one value per batch item.
+        """
+        s_item = _per_item(s, x)
+        sigma = s_item / (1 - s_item)
+        vp = x / (1 - s_item) / (1 + sigma**2).sqrt()
+        s_exact = torch.as_tensor(s, dtype=torch.float64)
+        return vp, self.timestep(s_exact / (1 - s_exact))
+
+    def velocity(self, output: Tensor, x: Tensor, s: Tensor) -> Tensor:
+        """The flow velocity `noise - x0` from the model's `output` at flow latent `x`, flow time `s`."""
+        s_item = _per_item(s, x)
+        sigma = s_item / (1 - s_item)
+        scale = 1 / (1 + sigma**2).sqrt()  # sqrt(a_t); sqrt(1 - a_t) is sigma * scale
+        x_kd = x / (1 - s_item)
+        if self.prediction == "eps":
+            noise = output
+            x0 = x_kd - sigma * noise
+        else:
+            vp = x_kd * scale
+            x0 = scale * vp - sigma * scale * output
+            noise = sigma * scale * vp + scale * output
+        return noise - x0
+
+
+def _per_item(s: Tensor | float, x: Tensor) -> Tensor:
+    """`s` shaped to broadcast over `x` ([B, ...]): a scalar, or one value per batch item."""
+    value = torch.as_tensor(s, dtype=x.dtype, device=x.device)
+    if value.ndim == 0:
+        return value
+    return value.reshape(-1, *([1] * (x.ndim - 1)))
