@@ -61,7 +61,7 @@ def load_vae(path: Path | str, *, device: torch.device | str, dtype: torch.dtype
     """A VAE from a file, a component folder, a model folder or a checkpoint file."""
     path, device = Path(path), torch.device(device)
     weights = locate(path, "vae")[0]
-    return _vae(weights, path, device, _dtype(weights, dtype, compute_device or device))
+    return _vae(weights, path, device, dtype, compute_device)
 
 
 def load_text_encoder(path: Path | str, *, device: torch.device | str, kind: str = "clip",
@@ -121,8 +121,9 @@ def _diffusion_model(
     return DiffusionModel(module, family, sampling, family.latent_channels(config), device, dtype)
 
 
-def _vae(weights: ComponentWeights, path: Path, device: torch.device, dtype: torch.dtype | None) -> Vae:
-    family, module, config, dtype = _load(weights, "vae", device, dtype)
+def _vae(weights: ComponentWeights, path: Path, device: torch.device, dtype: torch.dtype | None,
+         compute_device: torch.device | None = None) -> Vae:
+    family, module, config, dtype = _load(weights, "vae", device, dtype, compute_device=compute_device)
     channels = family.latent_channels(config) if family.latent_channels else int(config["latent_channels"])
     if weights.config is not None and "scaling_factor" in weights.config:
         shift, scale = float(config.get("shift_factor") or 0.0), float(config["scaling_factor"])
@@ -191,17 +192,14 @@ def check_component(path: Path | str, component: Component, *, kind: str = "clip
 
 def _load(
     weights: ComponentWeights, component: Component, device: torch.device, dtype: torch.dtype | None,
-    storage: WeightStorage | None = None,
+    storage: WeightStorage | None = None, compute_device: torch.device | None = None,
 ) -> tuple[ModelFamily, torch.nn.Module, dict[str, Any], torch.dtype]:
-    """The detected family, the built module, its config and the dtype it computes in."""
+    """The detected family, the built module, its config and the dtype it computes in (`dtype`, else the
+    one the stored precision computes in on `compute_device`, default `device`)."""
     family = detect_family(weights.state, component, source=weights.origin)
     config = resolve_config(family, weights)
-    chosen = dtype if dtype is not None else default_dtype(weights.state, device)
+    chosen = dtype if dtype is not None else default_dtype(weights.state, compute_device or device)
     return family, instantiate(family, config, weights, device=device, dtype=chosen, storage=storage), config, chosen
-
-
-def _dtype(weights: ComponentWeights, dtype: torch.dtype | None, compute_device: torch.device) -> torch.dtype:
-    return dtype if dtype is not None else default_dtype(weights.state, compute_device)
 
 
 def _tokenizer(folder: Path) -> Any:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 # Tests never reach a model hub: a missing local config must fail at once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,3 +29,14 @@ def registry() -> NodeRegistry:
     built = NodeRegistry()
     built.discover("nodes")
     return built
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for the test: a parallel sum's order, and so its last bits, depend on the count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

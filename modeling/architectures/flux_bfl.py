@@ -78,7 +78,7 @@ _DOUBLE_FUSED = {
 _SINGLE_BLOCK = {"linear2": "proj_out", "modulation.lin": "norm.linear"}
 _SINGLE_NORMS = {"norm.query_norm.scale": "attn.norm_q.weight", "norm.key_norm.scale": "attn.norm_k.weight"}
 _SINGLE_FUSED = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
-_FINAL_MODULATION = "final_layer.adaLN_modulation.1"
+FINAL_MODULATION = "final_layer.adaLN_modulation.1"
 
 
 def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -130,7 +130,7 @@ def to_diffusers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             continue
         used.add(source)
         tensor = state[source]
-        if source.startswith(_FINAL_MODULATION):
+        if source.startswith(FINAL_MODULATION):
             shift, scale = tensor.chunk(2, dim=0)
             converted[targets[0]] = torch.cat([scale, shift], dim=0)
         elif len(targets) == 1:
@@ -156,7 +156,7 @@ def from_diffusers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
             raise ModelFileError(f"{source} is fused from {', '.join(targets)}, but only "
                                  f"{', '.join(present)} are present")
         used.update(targets)
-        if source.startswith(_FINAL_MODULATION):
+        if source.startswith(FINAL_MODULATION):
             scale, shift = state[targets[0]].chunk(2, dim=0)
             converted[source] = torch.cat([shift, scale], dim=0)
         else:
@@ -166,29 +166,34 @@ def from_diffusers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return converted
 
 
-def _table(double: int, single: int) -> Iterator[tuple[str, tuple[str, ...]]]:
-    """(BFL key, the diffusers keys it becomes in row order) for a model with these block counts."""
-
-    def linear(source: str, *targets: str) -> Iterator[tuple[str, tuple[str, ...]]]:
-        for leaf in ("weight", "bias"):
-            yield f"{source}.{leaf}", tuple(f"{target}.{leaf}" for target in targets)
-
-    for source, target in _TOP_LEVEL.items():
-        yield from linear(source, target)
+def linear_layers(double: int, single: int) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(BFL Linear layer, the diffusers Linear layers its rows become, in row order) for a model with
+    these block counts. `FINAL_MODULATION` also swaps its two halves (see `to_diffusers`). LoRA files
+    with BFL names are mapped with the same table (modeling/lora/formats.py)."""
+    yield from ((source, (target,)) for source, target in _TOP_LEVEL.items())
     for index in range(double):
         here, there = f"double_blocks.{index}.", f"transformer_blocks.{index}."
-        for source, target in _DOUBLE_BLOCK.items():
-            yield from linear(here + source, there + target)
-        for source, targets in _DOUBLE_FUSED.items():
-            yield from linear(here + source, *(there + item for item in targets))
+        yield from ((here + source, (there + target,)) for source, target in _DOUBLE_BLOCK.items())
+        yield from ((here + source, tuple(there + item for item in targets))
+                    for source, targets in _DOUBLE_FUSED.items())
+    for index in range(single):
+        here, there = f"single_blocks.{index}.", f"single_transformer_blocks.{index}."
+        yield from ((here + source, (there + target,)) for source, target in _SINGLE_BLOCK.items())
+        yield here + "linear1", tuple(there + item for item in _SINGLE_FUSED)
+    yield FINAL_MODULATION, ("norm_out.linear",)
+
+
+def _table(double: int, single: int) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(BFL key, the diffusers keys it becomes in row order) for a model with these block counts."""
+    for source, targets in linear_layers(double, single):
+        for leaf in ("weight", "bias"):
+            yield f"{source}.{leaf}", tuple(f"{target}.{leaf}" for target in targets)
+    for index in range(double):
+        here, there = f"double_blocks.{index}.", f"transformer_blocks.{index}."
         yield from ((here + source, (there + target,)) for source, target in _DOUBLE_NORMS.items())
     for index in range(single):
         here, there = f"single_blocks.{index}.", f"single_transformer_blocks.{index}."
-        for source, target in _SINGLE_BLOCK.items():
-            yield from linear(here + source, there + target)
-        yield from linear(here + "linear1", *(there + item for item in _SINGLE_FUSED))
         yield from ((here + source, (there + target,)) for source, target in _SINGLE_NORMS.items())
-    yield from linear(_FINAL_MODULATION, "norm_out.linear")
 
 
 def _row_counts(targets: tuple[str, ...], hidden: int) -> list[int]:

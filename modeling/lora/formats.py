@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from modeling.architectures.flux_bfl import FINAL_MODULATION, linear_layers
 from modeling.families import Component
 
 KOHYA, PEFT, BFL, XLABS = "kohya", "PEFT/diffusers", "BFL/AI-toolkit", "XLabs"
@@ -325,45 +326,18 @@ def _bfl_table(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, list[_Piece]]
     blocks this model has (model-formats.md 1.3); empty for a model that is not a FLUX transformer."""
     if "x_embedder.weight" not in shapes or "norm_out.linear.weight" not in shapes:
         return {}
-    table: dict[str, list[str]] = {
-        "img_in": ["x_embedder"], "txt_in": ["context_embedder"],
-        "time_in.in_layer": ["time_text_embed.timestep_embedder.linear_1"],
-        "time_in.out_layer": ["time_text_embed.timestep_embedder.linear_2"],
-        "vector_in.in_layer": ["time_text_embed.text_embedder.linear_1"],
-        "vector_in.out_layer": ["time_text_embed.text_embedder.linear_2"],
-        "guidance_in.in_layer": ["time_text_embed.guidance_embedder.linear_1"],
-        "guidance_in.out_layer": ["time_text_embed.guidance_embedder.linear_2"],
-        "final_layer.linear": ["proj_out"],
-    }
-    for index in _block_indices(shapes, "transformer_blocks"):
-        block, bfl = f"transformer_blocks.{index}", f"double_blocks.{index}"
-        table |= {
-            f"{bfl}.img_mod.lin": [f"{block}.norm1.linear"],
-            f"{bfl}.txt_mod.lin": [f"{block}.norm1_context.linear"],
-            f"{bfl}.img_attn.qkv": [f"{block}.attn.to_q", f"{block}.attn.to_k", f"{block}.attn.to_v"],
-            f"{bfl}.txt_attn.qkv": [f"{block}.attn.add_q_proj", f"{block}.attn.add_k_proj",
-                                    f"{block}.attn.add_v_proj"],
-            f"{bfl}.img_attn.proj": [f"{block}.attn.to_out.0"],
-            f"{bfl}.txt_attn.proj": [f"{block}.attn.to_add_out"],
-            f"{bfl}.img_mlp.0": [f"{block}.ff.net.0.proj"], f"{bfl}.img_mlp.2": [f"{block}.ff.net.2"],
-            f"{bfl}.txt_mlp.0": [f"{block}.ff_context.net.0.proj"], f"{bfl}.txt_mlp.2": [f"{block}.ff_context.net.2"],
-        }
-    for index in _block_indices(shapes, "single_transformer_blocks"):
-        block, bfl = f"single_transformer_blocks.{index}", f"single_blocks.{index}"
-        qkv = [f"{block}.attn.to_q", f"{block}.attn.to_k", f"{block}.attn.to_v"]
-        table |= {
-            f"{bfl}.linear1": [*qkv, f"{block}.proj_mlp"],
-            f"{bfl}.linear1_qkv": qkv,
-            f"{bfl}.linear2": [f"{block}.proj_out"],
-            f"{bfl}.modulation.lin": [f"{block}.norm.linear"],
-        }
+    double = len(_block_indices(shapes, "transformer_blocks"))
+    single = len(_block_indices(shapes, "single_transformer_blocks"))
+    table = dict(linear_layers(double, single))
+    for index in range(single):  # kohya also names the q|k|v rows of a single block's linear1 on their own
+        table[f"single_blocks.{index}.linear1_qkv"] = table[f"single_blocks.{index}.linear1"][:3]
     pieces: dict[str, list[_Piece]] = {
         name: [(f"{layer}.weight", None) for layer in layers] for name, layers in table.items()
-        if all(f"{layer}.weight" in shapes for layer in layers)
+        if name != FINAL_MODULATION and all(f"{layer}.weight" in shapes for layer in layers)
     }
     # BFL's final modulation is (shift, scale); diffusers' norm_out is (scale, shift).
     half = shapes["norm_out.linear.weight"][0] // 2
-    pieces["final_layer.adaLN_modulation.1"] = [("norm_out.linear.weight", (half, 2 * half)),
+    pieces[FINAL_MODULATION] = [("norm_out.linear.weight", (half, 2 * half)),
                                                 ("norm_out.linear.weight", (0, half))]
     return pieces
 

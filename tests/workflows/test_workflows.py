@@ -11,7 +11,6 @@ import hashlib
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,19 +43,9 @@ def shipped_folders(folders: Folders) -> Folders:
     return dataclasses.replace(folders, models_dir=PROJECT / "models")
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[path.name for path in WORKFLOWS])
 def test_workflow_validates_and_runs(path: Path, registry: NodeRegistry, shipped_folders: Folders,
-                                     one_thread: None) -> None:
+                                     one_torch_thread: None) -> None:
     folders = shipped_folders
     data = json.loads(path.read_text())
     prompt = load_workflow(data, registry.object_info(folders.choices))

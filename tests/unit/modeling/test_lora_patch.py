@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from modeling.diffusion_model import DiffusionModel
 from modeling.lora import LoraFormatError, LoraPatch
 from modeling.manager import Budgets, ModelManager
 from modeling.model_refs import ModelRef, Patch, WeightsSource
@@ -22,7 +21,7 @@ from modeling.placement import module_bytes
 from modeling.reference_loading import load_reference
 from tests.fixtures import tiny_loras
 from tests.fixtures.tiny_loras import bfl_shapes, flux_layer_names
-from tests.fixtures.tiny_models import build_flux
+from tests.fixtures.tiny_models import build_flux, fixed_velocity
 
 CPU = torch.device("cpu")
 
@@ -51,14 +50,6 @@ def patch(path: Path, strength: float = 0.8) -> LoraPatch:
 
 def manager(vram: int = 2**34) -> ModelManager:
     return ModelManager(CPU, Budgets(2**34, vram), load_reference)
-
-
-def velocity(model: DiffusionModel) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 16, 4, 4, generator=generator)
-    context = torch.randn(1, 5, 64, generator=generator)
-    pooled = torch.randn(1, 64, generator=generator)
-    return model.velocity(x, torch.tensor([0.7]), context, pooled)
 
 
 def snapshot(module: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -126,11 +117,11 @@ def test_in_a_manager_scope_the_lora_exists_only_inside_and_is_undone_when_the_s
     models = manager()
     ref = reference(flux_file(tmp_path))
     with models.use(ref) as model:
-        base = velocity(model)
+        base = fixed_velocity(model)
         before = snapshot(model.module)
     patched = ref.patched(patch(lora_file(tmp_path, "a.safetensors", 1)))
     with models.use(patched) as model:
-        changed = velocity(model)
+        changed = fixed_velocity(model)
     assert (changed - base).abs().max() > 1e-3
     with pytest.raises(RuntimeError, match="inside"), models.use(patched):
         raise RuntimeError("failure inside the scope")
@@ -138,9 +129,9 @@ def test_in_a_manager_scope_the_lora_exists_only_inside_and_is_undone_when_the_s
         for name, parameter in model.module.named_parameters():
             tensor, values = before[name]
             assert parameter.data_ptr() == tensor.data_ptr() and torch.equal(parameter.data, values), name
-        assert torch.equal(velocity(model), base)
+        assert torch.equal(fixed_velocity(model), base)
     with models.use(patched) as model:
-        assert torch.equal(velocity(model), changed)  # the same patch again: the same result
+        assert torch.equal(fixed_velocity(model), changed)  # the same patch again: the same result
     assert models.loads == 1  # the base was read once; patches never reload it
 
 
@@ -149,14 +140,14 @@ def test_a_streamed_model_gets_the_same_lora_result_as_a_resident_one(tmp_path: 
     flux = build_flux(0, num_layers=3, num_single_layers=3)
     lora = patch(lora_file(tmp_path, "a.safetensors", 1, flux))
     with manager().use(reference(path).patched(lora)) as model:
-        expected = velocity(model)
+        expected = fixed_velocity(model)
     streamed = manager(vram=module_bytes(flux) // 2)
     with streamed.use(reference(path).patched(lora)) as model:
         assert streamed.device_bytes == 0  # streamed block by block, not resident
-        result = velocity(model)
+        result = fixed_velocity(model)
     assert torch.equal(result, expected)
     with streamed.use(reference(path)) as model, manager().use(reference(path)) as plain:
-        assert torch.equal(velocity(model), velocity(plain))  # and the base came back
+        assert torch.equal(fixed_velocity(model), fixed_velocity(plain))  # and the base came back
 
 
 def test_a_patch_whose_file_fits_nothing_fails_the_scope_and_leaves_the_model_as_it_was(tmp_path: Path) -> None:
@@ -166,12 +157,12 @@ def test_a_patch_whose_file_fits_nothing_fails_the_scope_and_leaves_the_model_as
         "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 8),
         "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(8, 4)})
     with models.use(ref) as model:
-        base = velocity(model)
+        base = fixed_velocity(model)
     with pytest.raises(LoraFormatError, match="sd.safetensors: no weight of this LoRA fits"), \
             models.use(ref.patched(patch(stray))):
         pass
     with models.use(ref) as model:
-        assert torch.equal(velocity(model), base)
+        assert torch.equal(fixed_velocity(model), base)
 
 
 def test_a_pickle_lora_is_refused(tmp_path: Path) -> None:
@@ -203,10 +194,10 @@ def test_on_cuda_the_lora_merges_into_the_device_copy_and_gives_it_back(tmp_path
                   for name, parameter in model.module.named_parameters()}
         assert all(tensor.is_cuda for tensor, _ in before.values())
     with models.use(ref.patched(lora)) as model:
-        on_cuda = velocity(model).cpu()
+        on_cuda = fixed_velocity(model).cpu()
         assert model.module.transformer_blocks[0].attn.to_q.weight.is_cuda
     with manager().use(ref.patched(lora)) as model:
-        on_cpu = velocity(model)
+        on_cpu = fixed_velocity(model)
     torch.testing.assert_close(on_cuda, on_cpu, atol=1e-4, rtol=1e-4)
     with models.use(ref) as model:
         for name, parameter in model.module.named_parameters():

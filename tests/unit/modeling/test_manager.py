@@ -25,7 +25,7 @@ from modeling.residency import Residency
 from modeling.text_encoder import TextEncoder
 from modeling.vae import Vae
 from sampling.flow import FlowSampling
-from tests.fixtures.tiny_models import build_flux, write_model_folder
+from tests.fixtures.tiny_models import build_flux, fixed_velocity, write_model_folder
 
 CPU = torch.device("cpu")
 
@@ -44,14 +44,6 @@ def _ref(path: Path, component: str = "diffusion_model", **fields: object) -> Mo
 
 def _manager(ram: int = 2**34, vram: int = 2**34) -> ModelManager:
     return ModelManager(CPU, Budgets(ram, vram), load_reference)
-
-
-def _velocity(model: DiffusionModel) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 16, 4, 4, generator=generator)
-    context = torch.randn(1, 5, 64, generator=generator)
-    pooled = torch.randn(1, 64, generator=generator)
-    return model.velocity(x, torch.tensor([0.7]), context, pooled)
 
 
 @dataclass(frozen=True)
@@ -88,10 +80,10 @@ def test_a_model_is_read_once_and_shared_by_references_that_differ_in_sampling_o
     plain = _ref(path)
     shifted = plain.with_sampling(FlowSampling(shift=2.0))
     with manager.use(plain) as model:
-        first = _velocity(model)
+        first = fixed_velocity(model)
     with manager.use(shifted) as model:
         assert model.sampling.shift == 2.0
-        assert torch.equal(_velocity(model), first)
+        assert torch.equal(fixed_velocity(model), first)
     with manager.use(plain.patched(ScaleWeight("proj_out.weight", 2.0))):
         pass
     assert manager.loads == 1
@@ -122,29 +114,29 @@ def test_patches_exist_only_inside_the_scope_and_are_undone_on_error(tmp_path: P
     manager = _manager()
     ref = _ref(_flux_file(tmp_path, 0))
     with manager.use(ref) as model:
-        base = _velocity(model)
+        base = fixed_velocity(model)
         weights = model.module.proj_out.weight.clone()
     patched = ref.patched(ScaleWeight("proj_out.weight", 3.0))
     with manager.use(patched) as model:
-        changed = _velocity(model)
+        changed = fixed_velocity(model)
     assert not torch.allclose(changed, base)
     with pytest.raises(RuntimeError, match="inside"), manager.use(patched) as model:
         raise RuntimeError("failure inside the scope")
     with manager.use(ref) as model:
         assert torch.equal(model.module.proj_out.weight, weights)
-        assert torch.equal(_velocity(model), base)
+        assert torch.equal(fixed_velocity(model), base)
 
 
 def test_a_model_larger_than_the_device_budget_streams_block_by_block_with_the_same_output(tmp_path: Path) -> None:
     path = _flux_file(tmp_path, 0, num_layers=3, num_single_layers=3)
     whole = _manager()
     with whole.use(_ref(path)) as model:
-        expected = _velocity(model)
+        expected = fixed_velocity(model)
     size = module_bytes(build_flux(0, num_layers=3, num_single_layers=3))
     budget = size // 2
     streamed = _manager(vram=budget)
     with streamed.use(_ref(path)) as model:
-        result = _velocity(model)
+        result = fixed_velocity(model)
         assert streamed.device_bytes == 0  # not resident on the device as a whole
     assert torch.equal(result, expected)
     assert 0 < streamed.account.peak <= budget
@@ -201,7 +193,7 @@ def test_an_overlapping_scope_on_the_same_weights_waits_and_never_sees_the_other
     manager = _manager()
     ref = _ref(_flux_file(tmp_path, 0))
     with manager.use(ref) as model:
-        base = _velocity(model)
+        base = fixed_velocity(model)
     inside, release = threading.Event(), threading.Event()
     seen: list[torch.Tensor] = []
 
@@ -212,7 +204,7 @@ def test_an_overlapping_scope_on_the_same_weights_waits_and_never_sees_the_other
 
     def plain_user() -> None:
         with manager.use(ref) as model:
-            seen.append(_velocity(model))
+            seen.append(fixed_velocity(model))
 
     first = threading.Thread(target=patched_user)
     first.start()

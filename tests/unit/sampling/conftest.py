@@ -6,7 +6,6 @@ slower here), and tensors of a few hundred elements gain nothing from parallelis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -16,13 +15,8 @@ from tests.fixtures.gmm_flow import GaussianMixtureFlow
 
 
 @pytest.fixture(autouse=True)
-def single_thread_torch() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def single_thread_torch(one_torch_thread: None) -> None:
+    """Every sampling test runs on one torch thread (tests/conftest.py `one_torch_thread`)."""
 
 
 @pytest.fixture(scope="session")
