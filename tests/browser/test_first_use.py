@@ -82,9 +82,14 @@ def assert_fitted(page: Page, what: str) -> None:
 
 
 def open_template(page: Page, name: str) -> None:
-    """Choose a template from the Templates menu, as a user does."""
+    """Choose a template from the Templates menu, as a user does, and wait until it has replaced the graph.
+    The title alone cannot tell: the page may already show a workflow of the same name, and a test that
+    edits the graph before the template lands would lose its edit to it."""
+    page.evaluate("""() => { window.__templateLoaded = false;
+        window.app.addEventListener("graph-loaded", () => { window.__templateLoaded = true; }, {once: true}); }""")
     page.click("#templates-button")
     page.locator(f"#templates-menu [data-template='{name}']").click()
+    page.wait_for_function("() => window.__templateLoaded === true")
     page.wait_for_function("n => document.title.startsWith(n + ' ')", arg=name)
 
 
