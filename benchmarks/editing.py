@@ -50,7 +50,7 @@ from modeling.feature_sharing import (  # noqa: E402
 )
 from modeling.loading import load_checkpoint  # noqa: E402
 from modeling.guidance import Prompting, edit_velocities, side_velocity  # noqa: E402
-from modeling.conditioning import TextCondition  # noqa: E402
+from modeling.conditioning import FluxConditioning  # noqa: E402
 from sampling.contract import VelocityModel  # noqa: E402
 from sampling.flowedit import FLOWEDIT_DEFAULTS, FlowEditSettings, flowedit  # noqa: E402
 from sampling.noise import seeded_noise  # noqa: E402
@@ -149,12 +149,12 @@ class DemoEditing:
         torch.manual_seed(0)
         self.model, self.text_encoder, self.vae = load_checkpoint(CHECKPOINT, device="cpu")
         empty_context, empty_pooled = self.text_encoder.encode("")
-        self.empty = TextCondition(empty_context, empty_pooled)
+        self.empty = FluxConditioning(empty_context, empty_pooled)
 
     @torch.no_grad()
-    def condition(self, captions: list[str]) -> TextCondition:
+    def condition(self, captions: list[str]) -> FluxConditioning:
         encoded = [self.text_encoder.encode(text) for text in captions]
-        return TextCondition(torch.cat([hidden for hidden, _ in encoded]), torch.cat([pooled for _, pooled in encoded]))
+        return FluxConditioning(torch.cat([hidden for hidden, _ in encoded]), torch.cat([pooled for _, pooled in encoded]))
 
     def prompting(self, captions: list[str], cfg: float) -> Prompting:
         return Prompting((self.condition(captions),), (self.empty,), cfg)

@@ -47,6 +47,7 @@ import torch
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from modeling.conditioning import FluxConditioning  # noqa: E402
 from modeling.diffusion_model import DiffusionModel  # noqa: E402
 from modeling.manager import Budgets, ModelManager  # noqa: E402
 from modeling.model_refs import ModelRef, WeightsSource  # noqa: E402
@@ -87,7 +88,7 @@ class Inputs:
                    torch.randn(1, POOLED_FEATURES, generator=generator).to(device))
 
     def velocity(self, model: DiffusionModel, sigma: float = 0.7) -> torch.Tensor:
-        return model.velocity(self.x, torch.tensor([sigma]), self.context, self.pooled)
+        return model.velocity(self.x, torch.tensor([sigma]), FluxConditioning(self.context, self.pooled))
 
 
 def reference(path: Path) -> ModelRef:

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from modeling.architectures import autoencoder_kl, clip_text, flux, flux_bfl
+from modeling.conditioning import ConditioningBuilder
+from sampling.contract import NoiseSchedule
 from sampling.flow import FlowSampling
 
 Component = Literal["diffusion_model", "vae", "text_encoder"]
@@ -26,15 +28,18 @@ COMPONENTS: tuple[Component, ...] = ("diffusion_model", "vae", "text_encoder")
 
 
 class VelocityCall(Protocol):
-    """Calls a diffusion module for the velocity of latent x [B, C, H, W] at sigma [B]."""
+    """Calls a diffusion module on what it reads: latent x ([B, C, H, W], or [B, C, T, H, W] for video),
+    its time input t [B] (`NoiseSchedule.model_input`: flow time for flow models, the timestep for
+    discrete VP ones), the family's conditioning object, and an explicit guidance scale for
+    guidance-distilled models (None: the conditioning's). Returns what the module predicts (velocity,
+    noise or v; the family's schedule turns it into the velocity)."""
 
     def __call__(
         self,
         module: nn.Module,
         x: torch.Tensor,
-        sigma: torch.Tensor,
-        context: torch.Tensor,
-        pooled: torch.Tensor,
+        t: torch.Tensor,
+        condition: Any,
         guidance: float | None,
     ) -> torch.Tensor: ...
 
@@ -70,8 +75,12 @@ class ModelFamily:
     key_prefixes: tuple[str, ...] = ()
     ignored_keys: tuple[str, ...] = ()
     latent_channels: Callable[[Mapping[str, Any]], int] | None = None
-    sampling: FlowSampling | None = None
+    # Dimensions of the latents it denoises: 4 for images [B, C, H, W], 5 for video [B, C, T, H, W].
+    latent_ndim: int = 4
+    sampling: NoiseSchedule | None = None
     velocity: VelocityCall | None = None
+    # Turns a CONDITIONING pair into the family's conditioning object (modeling/conditioning.py).
+    conditioning: ConditioningBuilder | None = None
     latent_formats: tuple[LatentFormat, ...] = ()
     # Renames the canonical state dict into the built module's keys, for rows whose file layout
     # differs from the module's (BFL FLUX files into diffusers' FluxTransformer2DModel).
@@ -128,6 +137,7 @@ FAMILIES: Mapping[str, ModelFamily] = MappingProxyType({
             # ComfyUI's FLUX default (ModelSamplingFlux at 1024x1024: shift exp(1.15)).
             sampling=FlowSampling.flux(1024, 1024),
             velocity=flux.velocity,
+            conditioning=flux.conditioning,
         ),
         # The same transformer from BFL's original files: read in BFL's keys, built and called as above.
         ModelFamily(
@@ -143,6 +153,7 @@ FAMILIES: Mapping[str, ModelFamily] = MappingProxyType({
             latent_channels=flux.latent_channels,
             sampling=FlowSampling.flux(1024, 1024),
             velocity=flux.velocity,
+            conditioning=flux.conditioning,
             to_module_keys=flux_bfl.to_diffusers,
         ),
         ModelFamily(

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from modeling.conditioning import TextCondition, tile_to_batch, unpack_conditioning
+from modeling.conditioning import joinable, joined, tiled, unpack_conditioning
 from modeling.diffusion_model import DiffusionModel
 from modeling.model_refs import ModelRef
 from sampling.contract import VelocityModel
@@ -25,16 +25,15 @@ from sampling.flowedit import BothVelocities, EditVelocities
 from sampling.guidance import batched_cfg_velocity, cfg_velocity
 
 
-def condition_velocity(model: Any, conditions: tuple[TextCondition, ...], batch: int) -> VelocityModel:
-    """The model's velocity under these conditions; several entries average their predictions."""
+def condition_velocity(model: Any, conditions: tuple[Any, ...], batch: int) -> VelocityModel:
+    """The model's velocity under these conditions (the family's objects); several entries average their
+    predictions."""
     velocities = []
     for condition in conditions:
-        context = tile_to_batch(condition.context, batch, model.device)
-        pooled = tile_to_batch(condition.pooled, batch, model.device)
+        condition = tiled(condition, batch, model.device)
 
-        def velocity(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor = context,
-                     pooled: torch.Tensor = pooled) -> torch.Tensor:
-            return model.velocity(x, sigma, context, pooled)
+        def velocity(x: torch.Tensor, sigma: torch.Tensor, condition: Any = condition) -> torch.Tensor:
+            return model.velocity(x, sigma, condition)
 
         velocities.append(velocity)
     if len(velocities) == 1:
@@ -47,16 +46,14 @@ def condition_velocity(model: Any, conditions: tuple[TextCondition, ...], batch:
     return averaged
 
 
-def guided_velocity(model: Any, positive: tuple[TextCondition, ...], negative: tuple[TextCondition, ...] | None,
+def guided_velocity(model: Any, positive: tuple[Any, ...], negative: tuple[Any, ...] | None,
                     batch: int, cfg: float) -> VelocityModel:
     """The CFG-guided velocity model; one model call per step on a doubled batch when both sides are single prompts
-    of the same token length (the usual case), else separate calls."""
+    that can share a batch (the usual case: same token length), else separate calls."""
     if negative is None or math.isclose(cfg, 1.0):
         return condition_velocity(model, positive, batch)  # no unconditional model to evaluate
-    if len(positive) == 1 and len(negative) == 1 and positive[0].context.shape[1:] == negative[0].context.shape[1:]:
-        sides = (positive[0], negative[0])
-        pair = TextCondition(torch.cat([tile_to_batch(side.context, batch, model.device) for side in sides]),
-                             torch.cat([tile_to_batch(side.pooled, batch, model.device) for side in sides]))
+    if len(positive) == 1 and len(negative) == 1 and joinable((positive[0], negative[0])):
+        pair = joined([tiled(side[0], batch, model.device) for side in (positive, negative)])
         return batched_cfg_velocity(condition_velocity(model, (pair,), 2 * batch), cfg)
     return cfg_velocity(condition_velocity(model, positive, batch), condition_velocity(model, negative, batch), cfg)
 
@@ -66,8 +63,8 @@ class Guider:
     """A GUIDER: the model reference, its checked conditionings and the CFG scale (negative None: no CFG)."""
 
     model: ModelRef
-    positive: tuple[TextCondition, ...]
-    negative: tuple[TextCondition, ...] | None
+    positive: tuple[Any, ...]
+    negative: tuple[Any, ...] | None
     cfg: float
 
     def velocity_model(self, model: DiffusionModel, batch: int) -> VelocityModel:
@@ -86,8 +83,8 @@ def require_guider(node: str, name: str, guider: Any) -> Guider:
 class Prompting:
     """One side of an edit: the prompt, its negative (None: no CFG) and the guidance scale."""
 
-    positive: tuple[TextCondition, ...]
-    negative: tuple[TextCondition, ...] | None
+    positive: tuple[Any, ...]
+    negative: tuple[Any, ...] | None
     cfg: float
 
     @classmethod
@@ -111,11 +108,10 @@ def side_velocity(model: DiffusionModel, prompting: Prompting, batch: int) -> Ve
         return guided_velocity(model, prompting.positive, prompting.negative, batch, prompting.cfg)
     if len(prompting.positive) != 1:
         return condition_velocity(model, prompting.positive, batch)
-    condition = prompting.positive[0]
+    condition = tiled(prompting.positive[0], batch, model.device)
 
     def distilled(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return model.velocity(x, sigma, tile_to_batch(condition.context, batch, model.device),
-                              tile_to_batch(condition.pooled, batch, model.device), guidance=prompting.cfg)
+        return model.velocity(x, sigma, condition, guidance=prompting.cfg)
 
     return distilled
 
@@ -127,7 +123,7 @@ def edit_velocities(model: DiffusionModel, source: Prompting, target: Prompting,
                           None if guidance_distilled(model) else _batched_both(model, source, target, batch))
 
 
-def _rows(prompting: Prompting) -> list[TextCondition] | None:
+def _rows(prompting: Prompting) -> list[Any] | None:
     """The conditions one side evaluates, positive first, or None when they cannot join a batch."""
     guided = prompting.negative is not None and not math.isclose(prompting.cfg, 1.0)
     sides = [prompting.positive] + ([prompting.negative] if guided else [])
@@ -141,15 +137,14 @@ def _batched_both(model: DiffusionModel, source: Prompting, target: Prompting, b
     if source_rows is None or target_rows is None:
         return None
     rows = source_rows + target_rows
-    if len({row.context.shape[1:] for row in rows}) != 1:
+    if not joinable(rows):
         return None
-    context = torch.cat([tile_to_batch(row.context, batch, model.device) for row in rows])
-    pooled = torch.cat([tile_to_batch(row.pooled, batch, model.device) for row in rows])
+    condition = joined([tiled(row, batch, model.device) for row in rows])
     split = len(source_rows)
 
     def both(z_source: torch.Tensor, z_target: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([z_source] * split + [z_target] * (len(rows) - split))
-        outputs = model.velocity(x, sigma.repeat(len(rows)), context, pooled).chunk(len(rows))
+        outputs = model.velocity(x, sigma.repeat(len(rows)), condition).chunk(len(rows))
         return _guide(outputs[:split], source.cfg), _guide(outputs[split:], target.cfg)
 
     return both

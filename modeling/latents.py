@@ -15,22 +15,25 @@ import torch
 from modeling.diffusion_model import DiffusionModel
 
 
-def require_latent(node: str, name: str, latent: Any) -> torch.Tensor:
-    """Return latent["samples"], or raise ValueError unless it is a non-empty 4-D tensor."""
+_LAYOUTS = {4: "[batch, channels, height, width]", 5: "[batch, channels, frames, height, width]"}
+
+
+def require_latent(node: str, name: str, latent: Any, ndim: int = 4) -> torch.Tensor:
+    """Return latent["samples"], or raise ValueError unless it is a non-empty tensor of `ndim` dimensions
+    (4: an image latent, 5: a video latent)."""
     if not isinstance(latent, Mapping) or "samples" not in latent:
         raise ValueError(f"{node}: {name} must be a LATENT (a dict with 'samples'), got {type(latent).__name__}")
     samples = latent["samples"]
-    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or 0 in samples.shape:
+    if not isinstance(samples, torch.Tensor) or samples.ndim != ndim or 0 in samples.shape:
         shape = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
-        raise ValueError(
-            f"{node}: {name} must hold a non-empty [batch, channels, height, width] latent, got {shape}"
-        )
+        raise ValueError(f"{node}: {name} must hold a non-empty {_LAYOUTS[ndim]} latent, got {shape}")
     return samples
 
 
 def prepare_latent(node: str, name: str, latent: Any, model: DiffusionModel) -> dict[str, Any]:
-    """A copy of the LATENT whose samples are float32 with the model's channel count."""
-    samples = require_latent(node, name, latent)
+    """A copy of the LATENT whose samples are float32 with the model's channel count and rank (an image model
+    takes [B, C, H, W], a video model [B, C, T, H, W])."""
+    samples = require_latent(node, name, latent, model.family.latent_ndim)
     if "noise_mask" in latent:
         raise ValueError(f"{node}: {name} carries a noise_mask (inpainting), which the samplers do not support yet")
     channels = model.latent_channels
@@ -40,8 +43,7 @@ def prepare_latent(node: str, name: str, latent: Any, model: DiffusionModel) -> 
                 f"{node}: {name} has {samples.shape[1]} channels but the model works on {channels}-channel latents "
                 f"(shape {tuple(samples.shape)}); expected an empty latent or one encoded by this model's VAE"
             )
-        batch, _, height, width = samples.shape
-        samples = torch.zeros(batch, channels, height, width)
+        samples = torch.zeros(samples.shape[0], channels, *samples.shape[2:])
     prepared = dict(latent)
     prepared["samples"] = samples.to(torch.float32)
     return prepared

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from torch import nn
 
 from modeling.families import Component
-from sampling.flow import FlowSampling
+from sampling.contract import NoiseSchedule
 
 Undo = Callable[[], None]
 
@@ -74,7 +74,7 @@ class ModelRef:
     compute: str = "default"
     patches: tuple[Patch, ...] = ()
     # Noise sampling set by ModelSamplingFlux / ModelSamplingSD3; None keeps the model's own.
-    sampling: FlowSampling | None = None
+    sampling: NoiseSchedule | None = None
     # A name for messages and /system_stats (the file name the loader node was given).
     label: str = field(default="", compare=False)
 
@@ -86,7 +86,7 @@ class ModelRef:
         """The same model with `patches` applied after the ones it already has."""
         return replace(self, patches=self.patches + tuple(patches))
 
-    def with_sampling(self, sampling: FlowSampling) -> ModelRef:
+    def with_sampling(self, sampling: NoiseSchedule) -> ModelRef:
         return replace(self, sampling=sampling)
 
 

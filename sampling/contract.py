@@ -24,6 +24,48 @@ class VelocityModel(Protocol):
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor: ...
 
 
+class NoiseSchedule(Protocol):
+    """A model family's noise levels, and how its outputs become the velocity samplers integrate.
+
+    Two sigma domains meet here. Schedulers (sampling/schedules.py) work in the model's own one, as
+    ComfyUI's do, so "karras" means the same noise levels in both: flow time for flow models (0 data,
+    1 noise), the k-diffusion sigma for discrete VP models (0 data, about 14.6 at SD's noisiest step).
+    `to_flow` maps that domain onto flow time, where every sampler and editor runs; `model_input` and
+    `velocity` wrap one model call at flow time `s` so a VP model's prediction becomes `noise - x0`
+    exactly. Implemented by `FlowSampling` (sampling/flow.py) and `DiscreteVP` (sampling/discrete_vp.py).
+    """
+
+    @property
+    def sigma_min(self) -> float: ...
+
+    @property
+    def sigma_max(self) -> float: ...
+
+    def sigmas_table(self) -> Tensor:
+        """The ascending float64 sigmas of the training timesteps (ComfyUI's `model_sampling.sigmas`)."""
+        ...
+
+    def timestep(self, sigma: Tensor | float) -> Tensor | float:
+        """The model's timestep for a sigma of the model's domain."""
+        ...
+
+    def sigma_at(self, timestep: Tensor) -> Tensor:
+        """The sigma (model's domain) at timesteps of `timestep`'s scale; fractional ones interpolate."""
+        ...
+
+    def to_flow(self, sigmas: Tensor) -> Tensor:
+        """Sigmas of the model's domain as flow times (same dtype); 0 stays 0."""
+        ...
+
+    def model_input(self, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        """(what the model reads, its time input) for flow latent `x` at flow times `s` ([B] or a scalar)."""
+        ...
+
+    def velocity(self, output: Tensor, x: Tensor, s: Tensor) -> Tensor:
+        """The flow velocity `noise - x0` from the model's `output` for `model_input(x, s)`."""
+        ...
+
+
 @dataclass(frozen=True)
 class StepInfo:
     """What a sampler reports once per step: the state entering step `index` of `total`.

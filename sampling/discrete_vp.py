@@ -10,9 +10,12 @@ at discrete timesteps t (a_t: the cumulative product of the alphas), predicting 
   `sqrt(1 + sigma^2)`, since `sqrt(a_t) = 1 / sqrt(1 + sigma^2)`;
 - from the model's output, x0 and the noise follow exactly, and so does the velocity.
 
-Nothing is approximated except the timestep between two table entries, which is interpolated in
-log sigma (as ComfyUI's ModelSamplingDiscrete does). This module is the conversion only; it has no
-model and no registry. Imports nothing outside torch.
+Nothing is approximated: the model reads the exact VP image of every flow latent. Its timestep input is
+the table entry nearest in log sigma, as ComfyUI's ModelSamplingDiscrete gives it, so a schedule
+between table entries ("karras") conditions the model as ComfyUI does; `sigma_at` interpolates in log
+sigma for the schedulers, as ComfyUI's does. This is the VP half of the `NoiseSchedule` protocol
+(sampling/contract.py); the schedulers work in its k-diffusion sigmas and `to_flow` converts them.
+Imports nothing outside torch.
 """
 
 from __future__ import annotations
@@ -52,33 +55,57 @@ class DiscreteVP:
 
     @property
     def sigmas(self) -> Tensor:
-        """The k-diffusion sigma of every timestep, `sqrt((1 - a_t) / a_t)`, increasing."""
-        return ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
+        """The k-diffusion sigma of every timestep, `sqrt((1 - a_t) / a_t)`, increasing; float32 values (as
+        ComfyUI's table holds them) in a float64 tensor, so schedules built from them round once."""
+        return ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt().float().double()
+
+    def sigmas_table(self) -> Tensor:
+        return self.sigmas
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
 
     @property
     def flow_sigmas(self) -> Tensor:
-        """The same noise levels as flow times `s = sigma / (1 + sigma)`, for the schedulers."""
-        sigmas = self.sigmas
-        return sigmas / (1 + sigmas)
+        """The same noise levels as flow times `s = sigma / (1 + sigma)`."""
+        return self.to_flow(self.sigmas)
 
-    def timestep(self, sigma: Tensor) -> Tensor:
-        """The (fractional) timestep of k-diffusion `sigma`, interpolated in log sigma, clamped to the table."""
+    def to_flow(self, sigmas: Tensor) -> Tensor:
+        wide = sigmas.double()
+        return (wide / (1 + wide)).to(sigmas.dtype)
+
+    def timestep(self, sigma: Tensor | float) -> Tensor:
+        """The timestep of the table entry nearest to k-diffusion `sigma` in log sigma (ComfyUI's rule)."""
         log_table = self.sigmas.log()
-        log_sigma = torch.as_tensor(sigma, dtype=torch.float64).log().clamp(log_table[0], log_table[-1])
-        upper = torch.searchsorted(log_table, log_sigma.contiguous()).clamp(1, log_table.numel() - 1)
-        lower = upper - 1
-        weight = (log_sigma - log_table[lower]) / (log_table[upper] - log_table[lower])
-        return lower + weight
+        log_sigma = torch.as_tensor(sigma, dtype=torch.float64).log()
+        return (log_sigma.reshape(-1, 1) - log_table).abs().argmin(dim=1).reshape(log_sigma.shape).double()
+
+    def sigma_at(self, timestep: Tensor) -> Tensor:
+        """k-diffusion sigma at (fractional) timesteps, interpolated in log sigma between table entries."""
+        log_table = self.sigmas.log()
+        t = torch.as_tensor(timestep, dtype=torch.float64).clamp(0, log_table.numel() - 1)
+        low = t.floor().long()
+        high = t.ceil().long()
+        weight = t - low
+        return ((1 - weight) * log_table[low] + weight * log_table[high]).exp()
 
     def model_input(self, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
         """(the VP image the model reads, its timestep) for flow latent `x` at flow time `s` (< 1).
 
         `s` is a scalar or one value per batch item.
         """
+        s_exact = torch.as_tensor(s, dtype=torch.float64)
+        if bool((s_exact >= 1).any()):
+            raise ValueError(f"a discrete VP model cannot be called at pure noise (flow time 1); its noisiest "
+                             f"level is {float(self.to_flow(self.sigmas[-1:])):.4f}")
         s_item = _per_item(s, x)
         sigma = s_item / (1 - s_item)
         vp = x / (1 - s_item) / (1 + sigma**2).sqrt()
-        s_exact = torch.as_tensor(s, dtype=torch.float64)
         return vp, self.timestep(s_exact / (1 - s_exact))
 
     def velocity(self, output: Tensor, x: Tensor, s: Tensor) -> Tensor:

@@ -4,7 +4,8 @@ Conventions (FLUX, SD3): sigma = t in [0, 1], pure noise at 1, data at 0, and
 `x_sigma = (1 - sigma) * x0 + sigma * noise`. `FlowSampling` plays the part of ComfyUI's
 ModelSamplingDiscreteFlow / ModelSamplingFlux: the schedulers in `sampling/schedules.py` read
 its table and its `sigma_min` / `sigma_max`, so a schedule name means the same sigmas here as
-in ComfyUI. Imports nothing outside torch.
+in ComfyUI. It is the flow half of the `NoiseSchedule` protocol (sampling/contract.py). Imports nothing
+outside torch.
 """
 
 from __future__ import annotations
@@ -108,6 +109,22 @@ class FlowSampling:
     def timestep(self, sigma: Tensor | float) -> Tensor | float:
         """The model's timestep input for a sigma."""
         return sigma * self.multiplier
+
+    def sigma_at(self, timestep: Tensor) -> Tensor:
+        """The sigma at a timestep (`timestep / multiplier` through the shift): the inverse of `timestep`."""
+        return self.sigma(timestep / self.multiplier)
+
+    def to_flow(self, sigmas: Tensor) -> Tensor:
+        """A flow model's sigmas are flow times already."""
+        return sigmas
+
+    def model_input(self, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        """A flow model reads the latent as it is, at its sigma; the family scales it to its timestep."""
+        return x, s
+
+    def velocity(self, output: Tensor, x: Tensor, s: Tensor) -> Tensor:
+        """A flow model predicts the velocity itself."""
+        return output
 
 
 def sigma_view(sigma: Tensor | float, like: Tensor) -> Tensor | float:

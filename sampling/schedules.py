@@ -1,11 +1,13 @@
-"""Sigma schedules by ComfyUI name, computed from a `FlowSampling`.
+"""Sigma schedules by ComfyUI name, computed from a model's `NoiseSchedule` (sampling/contract.py).
 
-Each scheduler takes `(sampling, steps)` and returns a descending float32 tensor that ends in
+Each scheduler takes `(sampling, steps)` and returns, in the schedule's own sigma domain (flow time for
+flow models, k-diffusion sigmas for discrete VP models: that is where ComfyUI computes them), a descending float32 tensor that ends in
 0.0, normally steps + 1 long. Names, order and maths follow ComfyUI's `SCHEDULER_HANDLERS`
 (comfy/samplers.py), so a workflow that says "beta" at 20 steps gets the same sigmas as in
 ComfyUI. Two ComfyUI quirks are kept on purpose: "ddim_uniform" and "beta" walk the discrete table
 and can return a different number of entries, and "ddim_uniform" does not start at sigma_max.
-`compute_sigmas` applies BasicScheduler's denoise rule, which also trims to steps + 1.
+`compute_sigmas` applies BasicScheduler's denoise rule, which also trims to steps + 1, and returns flow
+times, what every sampler integrates over.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import torch
 from torch import Tensor
 
 from sampling.beta_quantile import beta_ppf
-from sampling.flow import FlowSampling
+from sampling.contract import NoiseSchedule
 
-Scheduler = Callable[[FlowSampling, int], Tensor]
+Scheduler = Callable[[NoiseSchedule, int], Tensor]
 
 KARRAS_RHO = 7.0  # Karras et al. 2022, eq. 5
 BETA_ALPHA = 0.6  # Lee et al., "Beta Sampling is All You Need", arXiv:2407.12173
@@ -43,7 +45,7 @@ def _finish(sigmas: list[float] | Tensor, append_zero: bool = True) -> Tensor:
     return values.to(torch.float32)
 
 
-def simple_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
+def simple_sigmas(sampling: NoiseSchedule, steps: int) -> Tensor:
     """Evenly strided entries of the sigma table, walking down from its top entry."""
     _require_steps(steps)
     table = sampling.sigmas_table()
@@ -51,19 +53,19 @@ def simple_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
     return _finish([float(table[-(1 + int(i * stride))]) for i in range(steps)])
 
 
-def normal_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
+def normal_sigmas(sampling: NoiseSchedule, steps: int) -> Tensor:
     """Timesteps evenly spaced from sigma_max to sigma_min (both included), then 0."""
     _require_steps(steps)
     return _uniform_timestep_sigmas(sampling, steps, include_sigma_min=True)
 
 
-def sgm_uniform_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
+def sgm_uniform_sigmas(sampling: NoiseSchedule, steps: int) -> Tensor:
     """SGM's uniform timesteps: steps + 1 points from sigma_max to sigma_min, the last replaced by 0."""
     _require_steps(steps)
     return _uniform_timestep_sigmas(sampling, steps, include_sigma_min=False)
 
 
-def _uniform_timestep_sigmas(sampling: FlowSampling, steps: int, include_sigma_min: bool) -> Tensor:
+def _uniform_timestep_sigmas(sampling: NoiseSchedule, steps: int, include_sigma_min: bool) -> Tensor:
     start = float(sampling.timestep(sampling.sigma_max))
     end = float(sampling.timestep(sampling.sigma_min))
     append_zero = True
@@ -75,10 +77,10 @@ def _uniform_timestep_sigmas(sampling: FlowSampling, steps: int, include_sigma_m
         timesteps = torch.linspace(start, end, steps, dtype=torch.float64)
     else:
         timesteps = torch.linspace(start, end, steps + 1, dtype=torch.float64)[:-1]
-    return _finish(sampling.sigma(timesteps / sampling.multiplier), append_zero)
+    return _finish(sampling.sigma_at(timesteps), append_zero)
 
 
-def ddim_uniform_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
+def ddim_uniform_sigmas(sampling: NoiseSchedule, steps: int) -> Tensor:
     """Every (table size // steps)-th table entry from index 1 upward, as DDIM's uniform skip."""
     _require_steps(steps)
     table = sampling.sigmas_table()
@@ -92,7 +94,7 @@ def ddim_uniform_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
     return _finish(picked[::-1], append_zero=False)
 
 
-def karras_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
+def karras_sigmas(sampling: NoiseSchedule, steps: int) -> Tensor:
     """Karras et al. 2022 eq. 5: uniform in sigma^(1/rho) between sigma_max and sigma_min."""
     _require_steps(steps)
     ramp = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
@@ -101,14 +103,14 @@ def karras_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
     return _finish((top + ramp * (bottom - top)) ** KARRAS_RHO)
 
 
-def exponential_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
+def exponential_sigmas(sampling: NoiseSchedule, steps: int) -> Tensor:
     """Uniform in log sigma between sigma_max and sigma_min."""
     _require_steps(steps)
     logs = torch.linspace(math.log(sampling.sigma_max), math.log(sampling.sigma_min), steps, dtype=torch.float64)
     return _finish(logs.exp())
 
 
-def beta_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
+def beta_sigmas(sampling: NoiseSchedule, steps: int) -> Tensor:
     """Table entries at Beta(0.6, 0.6) quantiles of the time grid (arXiv:2407.12173).
 
     The U-shaped density spends more steps at both ends of the schedule. Quantiles that round to
@@ -127,7 +129,7 @@ def beta_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
     return _finish(picked)
 
 
-def linear_quadratic_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
+def linear_quadratic_sigmas(sampling: NoiseSchedule, steps: int) -> Tensor:
     """Mochi's schedule: t grows linearly to 0.025 over the first half of the steps, then quadratically to 1.
 
     Defined on t directly and scaled by sigma_max, so the model's shift does not change it.
@@ -149,7 +151,7 @@ def linear_quadratic_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
     return _finish([(1.0 - t) * sampling.sigma_max for t in ts], append_zero=False)
 
 
-def kl_optimal_sigmas(sampling: FlowSampling, steps: int) -> Tensor:
+def kl_optimal_sigmas(sampling: NoiseSchedule, steps: int) -> Tensor:
     """Uniform in arctan(sigma) from sigma_max to sigma_min (AUTOMATIC1111 PR 15608, "Align Your Steps" KL-optimal).
 
     ComfyUI divides by steps - 1 and so returns NaN for one step; one step here is [sigma_max, 0].
@@ -188,7 +190,7 @@ def get_scheduler(name: str) -> Scheduler:
         raise ValueError(f"unknown scheduler {name!r}; valid schedulers: {', '.join(SCHEDULERS)}") from None
 
 
-def compute_sigmas(sampling: FlowSampling, scheduler: str, steps: int, denoise: float = 1.0) -> Tensor:
+def compute_sigmas(sampling: NoiseSchedule, scheduler: str, steps: int, denoise: float = 1.0) -> Tensor:
     """Sigmas for `steps` steps under ComfyUI BasicScheduler's denoise rule.
 
     denoise < 1 schedules int(steps / denoise) steps and keeps the last steps + 1 sigmas, so a
@@ -203,4 +205,4 @@ def compute_sigmas(sampling: FlowSampling, scheduler: str, steps: int, denoise: 
         if denoise <= 0.0:
             return torch.zeros(0, dtype=torch.float32)
         total_steps = int(steps / denoise)
-    return build(sampling, total_steps)[-(steps + 1) :]
+    return sampling.to_flow(build(sampling, total_steps)[-(steps + 1) :])

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modeling.conditioning import FluxConditioning
 from modeling.diffusion_model import DiffusionModel
 from modeling.loading import load_checkpoint, read_model_settings
 from modeling.text_encoder import TextEncoder
@@ -76,11 +77,11 @@ def generate_latents(model: DiffusionModel, text_encoder: TextEncoder, captions:
                            for seed in seeds[start:start + settings.batch_size]])
 
         # Conditional and unconditional on one doubled batch, as the sampler nodes run CFG.
-        paired_context = torch.cat([context, empty_context.expand_as(context)])
-        paired_pooled = torch.cat([pooled, empty_pooled.expand_as(pooled)])
+        pair = FluxConditioning(torch.cat([context, empty_context.expand_as(context)]),
+                                torch.cat([pooled, empty_pooled.expand_as(pooled)]))
 
-        def paired(x: torch.Tensor, sigma: torch.Tensor, context=paired_context, pooled=paired_pooled) -> torch.Tensor:
-            return model.velocity(x, sigma, context, pooled)
+        def paired(x: torch.Tensor, sigma: torch.Tensor, pair: FluxConditioning = pair) -> torch.Tensor:
+            return model.velocity(x, sigma, pair)
 
         batches.append(sample(batched_cfg_velocity(paired, cfg), sampler, sigmas, noise, torch.zeros_like(noise)))
     return torch.cat(batches)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from modeling.conditioning import FluxConditioning
 from modeling.diffusion_model import DiffusionModel
 from modeling.loading import load_checkpoint
 from modeling.text_encoder import TextEncoder
@@ -123,9 +124,9 @@ class Teacher:
     def guided(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, pooled: torch.Tensor,
                scale: torch.Tensor) -> torch.Tensor:
         """`uncond + scale (cond - uncond)`, cond and uncond in one doubled batch."""
-        both = self.model.velocity(torch.cat([x, x]), torch.cat([sigma, sigma]),
-                                   torch.cat([context, self.empty_context.expand_as(context)]),
-                                   torch.cat([pooled, self.empty_pooled.expand_as(pooled)]))
+        both = self.model.velocity(torch.cat([x, x]), torch.cat([sigma, sigma]), FluxConditioning(
+            torch.cat([context, self.empty_context.expand_as(context)]),
+            torch.cat([pooled, self.empty_pooled.expand_as(pooled)])))
         cond, uncond = both.chunk(2)
         return uncond + scale.view(-1, 1, 1, 1) * (cond - uncond)
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modeling.conditioning import FluxConditioning, require_batched, require_width
 from modeling.errors import ModelFileError
 from modeling.packing import PATCH, image_position_ids, pack_latents, text_position_ids, unpack_latents
 from modeling.state_dicts import indexed_count, shape_of
@@ -91,40 +92,48 @@ def latent_channels(config: Mapping[str, Any]) -> int:
     return int(config["in_channels"]) // (PATCH * PATCH)
 
 
+def conditioning(context: torch.Tensor, extras: Mapping[str, Any], config: Any) -> FluxConditioning:
+    """A CONDITIONING pair as FLUX reads it: the T5 sequence, `pooled_output` (CLIP-L), and FluxGuidance's
+    `guidance` scale when the graph set one."""
+    pooled = require_batched("its pooled_output", extras.get("pooled_output"), context.shape[0], 2)
+    require_width("the text sequence", context, getattr(config, "joint_attention_dim", None), "joint_attention_dim")
+    require_width("the pooled_output", pooled, getattr(config, "pooled_projection_dim", None),
+                  "pooled_projection_dim")
+    guidance = extras.get("guidance")
+    if guidance is not None and not (isinstance(guidance, (int, float)) and not isinstance(guidance, bool)):
+        raise ValueError(f"its guidance must be a number (FluxGuidance's), got {type(guidance).__name__}")
+    scale = None if guidance is None else torch.full((context.shape[0],), float(guidance))
+    return FluxConditioning(context, pooled, scale)
+
+
 def velocity(
     module: nn.Module,
     x: torch.Tensor,
     sigma: torch.Tensor,
-    context: torch.Tensor,
-    pooled: torch.Tensor,
+    condition: FluxConditioning,
     guidance: float | None,
 ) -> torch.Tensor:
     """The transformer's velocity for latent `x` [B, C, H, W] at noise level `sigma` [B].
 
     Odd H or W is padded by repeating the edge (2x2 patches need even sizes) and cropped off
     again. diffusers multiplies `timestep` (and `guidance`) by 1000 itself, so sigma goes in as is.
+    A guidance-distilled model reads `guidance` when given (an editor's scale), else the
+    conditioning's, else ComfyUI's default.
     """
     config = module.config
-    if context.shape[-1] != config.joint_attention_dim:
-        raise ValueError(
-            f"the conditioning has {context.shape[-1]} features per token but this diffusion model expects "
-            f"{config.joint_attention_dim} (joint_attention_dim): was it encoded by this model's text encoder?"
-        )
-    if pooled.shape[-1] != config.pooled_projection_dim:
-        raise ValueError(
-            f"the pooled conditioning has {pooled.shape[-1]} features but this diffusion model expects "
-            f"{config.pooled_projection_dim} (pooled_projection_dim)"
-        )
+    context = condition.context
     height, width = x.shape[-2:]
     padded = F.pad(x, (0, width % PATCH, 0, height % PATCH), mode="replicate") if height % PATCH or width % PATCH else x
     guidance_tensor = None
     if config.guidance_embeds:
-        value = DEFAULT_GUIDANCE if guidance is None else guidance
-        guidance_tensor = torch.full_like(sigma, value)
+        if guidance is None and condition.guidance is not None:
+            guidance_tensor = condition.guidance.to(sigma)
+        else:
+            guidance_tensor = torch.full_like(sigma, DEFAULT_GUIDANCE if guidance is None else guidance)
     tokens = module(
         hidden_states=pack_latents(padded),
         encoder_hidden_states=context,
-        pooled_projections=pooled,
+        pooled_projections=condition.pooled,
         timestep=sigma,
         img_ids=image_position_ids(padded.shape[-2], padded.shape[-1], device=x.device),
         txt_ids=text_position_ids(context.shape[1], device=x.device),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modeling.conditioning import FluxConditioning
 from modeling.loading import load_checkpoint
 from training.demo import DEFAULT_SHIFT, assemble
 from training.flow_model import FlowTraining, describe, short_prompt_finetuning, train
@@ -35,7 +36,7 @@ def test_two_training_steps_write_a_checkpoint_the_loaders_read(tmp_path: Path) 
 
     model, text_encoder, vae = load_checkpoint(out, device="cpu")
     hidden, pooled = text_encoder.encode("a red circle on a blue background")
-    velocity = model.velocity(torch.zeros(1, 16, 8, 8), torch.tensor([1.0]), hidden, pooled)
+    velocity = model.velocity(torch.zeros(1, 16, 8, 8), torch.tensor([1.0]), FluxConditioning(hidden, pooled))
     assert velocity.shape == (1, 16, 8, 8) and torch.isfinite(velocity).all()
     assert vae.latent_channels == 16 and model.sampling.shift == DEFAULT_SHIFT
 

@@ -7,7 +7,7 @@ import torch
 
 from modeling.diffusion_model import DiffusionModel
 from modeling.families import FAMILIES
-from modeling.conditioning import TextCondition
+from modeling.conditioning import FluxConditioning
 from modeling.guidance import Prompting, edit_velocities, guidance_distilled, side_velocity
 from sampling.flow import FlowSampling
 from tests.fixtures.tiny_models import TEXT_HIDDEN, build_flux
@@ -18,9 +18,9 @@ def tiny_model(guidance_embeds: bool) -> DiffusionModel:
     return DiffusionModel(module, FAMILIES["flux"], FlowSampling.sd3(), 16, torch.device("cpu"), torch.float32)
 
 
-def condition(seed: int) -> TextCondition:
+def condition(seed: int) -> FluxConditioning:
     generator = torch.Generator().manual_seed(seed)
-    return TextCondition(torch.randn(1, 5, TEXT_HIDDEN, generator=generator),
+    return FluxConditioning(torch.randn(1, 5, TEXT_HIDDEN, generator=generator),
                          torch.randn(1, TEXT_HIDDEN, generator=generator))
 
 
@@ -30,8 +30,8 @@ def test_a_distilled_model_takes_the_scale_as_guidance_and_skips_the_negative() 
     positive, negative = condition(0), condition(1)
     x, sigma = torch.randn(2, 16, 4, 4, generator=torch.Generator().manual_seed(2)), torch.full((2,), 0.7)
     velocity = side_velocity(model, Prompting((positive,), (negative,), 5.5), 2)
-    expected = model.velocity(x, sigma, positive.context.expand(2, -1, -1), positive.pooled.expand(2, -1),
-                              guidance=5.5)
+    expected = model.velocity(x, sigma, FluxConditioning(positive.context.expand(2, -1, -1),
+                                                         positive.pooled.expand(2, -1)), guidance=5.5)
     torch.testing.assert_close(velocity(x, sigma), expected)
     other_scale = side_velocity(model, Prompting((positive,), (negative,), 1.5), 2)
     assert not torch.allclose(other_scale(x, sigma), expected)

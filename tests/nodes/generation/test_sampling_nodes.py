@@ -83,17 +83,17 @@ def test_a_non_empty_latent_of_the_wrong_width_is_an_error(nodes: Nodes, loaded:
 def test_conditioning_of_the_wrong_shape_is_an_error(nodes: Nodes, loaded: Loaded) -> None:
     hidden, extras = loaded.positive[0]
     narrow = [[hidden[..., :32], extras]]
-    with pytest.raises(ValueError, match=r"KSampler: positive\[0\] has text embeddings 32 wide but the model "
-                                         r"expects 64"):
+    with pytest.raises(ValueError, match=r"KSampler: positive\[0\]: the text sequence is 32 wide but the "
+                                         r"model expects 64"):
         ksampler(nodes, loaded, empty(nodes), positive=narrow)
     with pytest.raises(ValueError, match=r"KSampler: negative\[0\] must hold a \[batch, tokens, width\] tensor, "
                                          r"got \(\d+, 64\)"):
         ksampler(nodes, loaded, empty(nodes), negative=[[hidden[0], extras]])
-    with pytest.raises(ValueError, match=r"KSampler: positive\[0\] must carry a pooled_output .* got none"):
+    with pytest.raises(ValueError, match=r"KSampler: positive\[0\]: its pooled_output must have shape .* got none"):
         ksampler(nodes, loaded, empty(nodes), positive=[[hidden, {}]])
     with pytest.raises(ValueError, match=r"KSampler: negative must be a non-empty CONDITIONING list"):
         ksampler(nodes, loaded, empty(nodes), negative=[])
-    with pytest.raises(ValueError, match=r"CFGGuider: positive\[0\] has a pooled_output 8 wide"):
+    with pytest.raises(ValueError, match=r"CFGGuider: positive\[0\]: the pooled_output is 8 wide"):
         nodes.one("CFGGuider", model=loaded.model, positive=[[hidden, {"pooled_output": torch.ones(1, 8)}]],
                   negative=loaded.negative, cfg=2.0)
     with pytest.raises(ValueError, match=r"BasicGuider: model must be a MODEL from a loader node"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from modeling.conditioning import FluxConditioning, unpack_conditioning
 from modeling.diffusion_model import DiffusionModel
 from modeling.loading import load_diffusion_model
 from modeling.packing import image_position_ids, pack_latents, text_position_ids, unpack_latents
@@ -25,7 +26,7 @@ def _inputs(batch: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
 
 def test_velocity_equals_calling_the_transformer_by_hand(model: DiffusionModel, tiny: TinyLayouts) -> None:
     x, sigma, context, pooled = _inputs(2, 6, 4)
-    velocity = model.velocity(x, sigma, context, pooled)
+    velocity = model.velocity(x, sigma, FluxConditioning(context, pooled))
     assert velocity.shape == x.shape
     with torch.no_grad():
         tokens = tiny.modules.flux(hidden_states=pack_latents(x), encoder_hidden_states=context,
@@ -36,26 +37,40 @@ def test_velocity_equals_calling_the_transformer_by_hand(model: DiffusionModel, 
 
 def test_odd_sizes_are_padded_and_cropped(model: DiffusionModel) -> None:
     x, sigma, context, pooled = _inputs(1, 5, 7)
-    assert model.velocity(x, sigma, context, pooled).shape == (1, 16, 5, 7)
+    assert model.velocity(x, sigma, FluxConditioning(context, pooled)).shape == (1, 16, 5, 7)
 
 
 def test_a_shared_conditioning_and_a_scalar_sigma_broadcast(model: DiffusionModel) -> None:
     x, _, context, pooled = _inputs(3, 4, 4)
-    shared = model.velocity(x, torch.tensor(0.4), context[:1], pooled[:1])
-    each = model.velocity(x, torch.full((3,), 0.4), context[:1].expand(3, -1, -1), pooled[:1].expand(3, -1))
+    shared = model.velocity(x, torch.tensor(0.4), FluxConditioning(context[:1], pooled[:1]))
+    each = model.velocity(x, torch.full((3,), 0.4),
+                          FluxConditioning(context[:1].expand(3, -1, -1), pooled[:1].expand(3, -1)))
     assert torch.allclose(shared, each, atol=1e-6)
 
 
 def test_wrong_inputs_say_what_was_expected(model: DiffusionModel) -> None:
     x, sigma, context, pooled = _inputs(2, 4, 4)
+    condition = FluxConditioning(context, pooled)
     with pytest.raises(ValueError, match="takes 16-channel latents"):
-        model.velocity(torch.zeros(2, 4, 4, 4), sigma, context, pooled)
-    with pytest.raises(ValueError, match="expects 64 \\(joint_attention_dim\\)"):
-        model.velocity(x, sigma, torch.zeros(2, 5, 32), pooled)
+        model.velocity(torch.zeros(2, 4, 4, 4), sigma, condition)
     with pytest.raises(ValueError, match="one value per batch item"):
-        model.velocity(x, torch.zeros(3), context, pooled)
-    with pytest.raises(ValueError, match="context has batch 3 but the latent has batch 2"):
-        model.velocity(x, sigma, torch.zeros(3, 5, 64), pooled)
+        model.velocity(x, torch.zeros(3), condition)
+    with pytest.raises(ValueError, match="conditioning has batch 3 but the latent has batch 2"):
+        model.velocity(x, sigma, FluxConditioning(torch.zeros(3, 5, 64), torch.zeros(3, 64)))
+
+
+def test_a_conditioning_for_another_model_is_refused_where_it_enters(model: DiffusionModel) -> None:
+    _, _, context, pooled = _inputs(2, 4, 4)
+    with pytest.raises(ValueError, match=r"KSampler: positive\[0\]: the text sequence is 32 wide but the model "
+                                         r"expects 64 \(joint_attention_dim"):
+        unpack_conditioning("KSampler", "positive", [[torch.zeros(2, 5, 32), {"pooled_output": pooled}]], model)
+    with pytest.raises(ValueError, match=r"positive\[0\]: its pooled_output must have shape \[2, \.\.\.\]"):
+        unpack_conditioning("KSampler", "positive", [[context, {}]], model)
+    with pytest.raises(ValueError, match="guidance must be a number"):
+        unpack_conditioning("KSampler", "positive", [[context, {"pooled_output": pooled, "guidance": "high"}]], model)
+    (condition,) = unpack_conditioning("KSampler", "positive", [[context, {"pooled_output": pooled, "guidance": 4}]],
+                                       model)
+    assert isinstance(condition, FluxConditioning) and condition.guidance.tolist() == [4.0, 4.0]
 
 
 def test_with_sampling_shares_the_module(model: DiffusionModel) -> None:

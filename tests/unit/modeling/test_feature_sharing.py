@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from modeling.conditioning import FluxConditioning
 from modeling.architectures import flux
 from modeling.feature_sharing import (
     FeatureBank,
@@ -46,7 +47,7 @@ def velocity_model(transformer: nn.Module, seed: int, batch: int = 2) -> Velocit
 
     def velocity(x: Tensor, sigma: Tensor) -> Tensor:
         with torch.no_grad():
-            return flux.velocity(transformer, x, sigma, context, pooled, None)
+            return flux.velocity(transformer, x, sigma, FluxConditioning(context, pooled), None)
 
     return velocity
 

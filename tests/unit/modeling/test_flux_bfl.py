@@ -20,6 +20,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from modeling.conditioning import FluxConditioning
 from modeling.architectures import flux, flux_bfl
 from modeling.detect import UnknownCheckpointError, detect_family
 from modeling.errors import ModelFileError
@@ -195,7 +196,7 @@ def velocity_inputs(module: torch.nn.Module) -> Iterator[torch.Tensor]:
 def velocity_of(module: torch.nn.Module) -> torch.Tensor:
     x, sigma, context, pooled = velocity_inputs(module)
     with torch.no_grad():
-        return flux.velocity(module, x, sigma, context, pooled, 2.5)
+        return flux.velocity(module, x, sigma, FluxConditioning(context, pooled), 2.5)
 
 
 def save_bfl(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from modeling.conditioning import FluxConditioning
 from modeling.detect import UnknownCheckpointError
 from modeling.diffusion_model import DiffusionModel
 from modeling.errors import ModelFileError
@@ -34,7 +35,7 @@ def _outputs(model: DiffusionModel, text_encoder: TextEncoder, vae: Vae) -> tupl
     """One pass through all three components on fixed inputs."""
     hidden, pooled = text_encoder.encode("a red circle")
     latent = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(0))
-    return hidden, pooled, model.velocity(latent, torch.tensor([0.5]), hidden, pooled), vae.decode(latent)
+    return hidden, pooled, model.velocity(latent, torch.tensor([0.5]), FluxConditioning(hidden, pooled)), vae.decode(latent)
 
 
 def test_model_folder_loads_with_its_settings(tiny: TinyLayouts) -> None:
@@ -94,7 +95,7 @@ def test_explicit_dtype_is_used(tiny: TinyLayouts) -> None:
     model = load_diffusion_model(tiny.loose.diffusion_model, device="cpu", dtype=torch.bfloat16)
     assert model.dtype == torch.bfloat16 and next(model.module.parameters()).dtype == torch.bfloat16
     latent = torch.randn(1, 16, 4, 4)
-    velocity = model.velocity(latent, torch.tensor([0.5]), torch.randn(1, 3, 64), torch.randn(1, 64))
+    velocity = model.velocity(latent, torch.tensor([0.5]), FluxConditioning(torch.randn(1, 3, 64), torch.randn(1, 64)))
     assert velocity.dtype == torch.float32  # results come back in the caller's dtype
 
 

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from modeling.conditioning import FluxConditioning
 from modeling.architectures import flux
 from modeling.loading import load_diffusion_model
 from modeling.placement import module_bytes
@@ -55,7 +56,7 @@ def velocity_of(module: nn.Module, dtype: torch.dtype = torch.float32) -> torch.
     context = torch.randn(2, 5, module.config.joint_attention_dim, generator=generator).to(dtype)
     pooled = torch.randn(2, module.config.pooled_projection_dim, generator=generator).to(dtype)
     with torch.no_grad():
-        return flux.velocity(module, x, torch.tensor([0.8, 0.4], dtype=dtype), context, pooled, 3.0)
+        return flux.velocity(module, x, torch.tensor([0.8, 0.4], dtype=dtype), FluxConditioning(context, pooled), 3.0)
 
 
 @pytest.mark.parametrize("storage", sorted(FP8))
@@ -154,7 +155,7 @@ def test_on_cuda_fp8_weights_stay_fp8_on_the_device_and_compute_in_bfloat16(tiny
         x = torch.randn(2, 16, 6, 8, generator=generator)
         context = torch.randn(2, 5, tiny_flux.config.joint_attention_dim, generator=generator)
         pooled = torch.randn(2, tiny_flux.config.pooled_projection_dim, generator=generator)
-        result = model.velocity(x, torch.tensor([0.8, 0.4]), context, pooled, guidance=3.0)
+        result = model.velocity(x, torch.tensor([0.8, 0.4]), FluxConditioning(context, pooled), guidance=3.0)
     assert result.device.type == "cpu" and torch.isfinite(result).all()
     expected = velocity_of(rounded_through(tiny_flux, torch.float8_e4m3fn))
     torch.testing.assert_close(result, expected, atol=0.05, rtol=0.05)  # bf16 compute vs float32

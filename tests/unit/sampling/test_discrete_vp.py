@@ -44,11 +44,29 @@ def test_the_model_reads_the_vp_image_at_the_matching_timestep() -> None:
     sigma = s / (1 - s)
     alpha_bar = (1 / (1 + sigma**2)).reshape(-1, 1, 1, 1)
     torch.testing.assert_close(vp, alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise)
-    # The timestep's own table entry has (between entries: nearly) that noise level.
-    table = schedule.alphas_cumprod
-    lower = timestep.floor().long().clamp(max=table.numel() - 2)
-    wanted = alpha_bar.flatten()
-    assert bool(((table[lower] >= wanted - 1e-12) & (table[lower + 1] <= wanted + 1e-12)).all())
+    # ComfyUI's rule: the timestep of the table entry nearest in log sigma, a whole number.
+    log_table = ((1 - schedule.alphas_cumprod) / schedule.alphas_cumprod).sqrt().log()
+    distances = (log_table.reshape(1, -1) - sigma.log().reshape(-1, 1)).abs()
+    assert torch.equal(timestep, distances.argmin(dim=1).double())
+    assert torch.equal(timestep, timestep.round())
+
+
+def test_sigmas_between_table_entries_interpolate_in_log_sigma() -> None:
+    schedule = DiscreteVP.scaled_linear()
+    table = schedule.sigmas
+    halfway = schedule.sigma_at(torch.tensor([10.5, 998.25]))
+    torch.testing.assert_close(halfway[0], (table[10].log() * 0.5 + table[11].log() * 0.5).exp())
+    torch.testing.assert_close(halfway[1], (table[998].log() * 0.75 + table[999].log() * 0.25).exp())
+    torch.testing.assert_close(schedule.sigma_at(torch.tensor([0.0, 999.0])), table[[0, 999]])
+
+
+def test_flow_times_are_the_same_noise_levels_and_pure_noise_is_refused() -> None:
+    schedule = DiscreteVP.scaled_linear()
+    sigmas = torch.tensor([14.6, 1.0, 0.03, 0.0])
+    torch.testing.assert_close(schedule.to_flow(sigmas), torch.tensor([14.6 / 15.6, 0.5, 0.03 / 1.03, 0.0]))
+    assert schedule.sigma_min == pytest.approx(0.0292, abs=1e-4) and schedule.sigma_max == pytest.approx(14.61, abs=0.01)
+    with pytest.raises(ValueError, match="pure noise"):
+        schedule.model_input(torch.zeros(1, 4, 2, 2), torch.tensor([1.0]))
 
 
 def test_table_sigmas_map_to_their_own_timesteps_and_flow_times_rise_to_below_one() -> None:
