@@ -223,7 +223,8 @@ class ValueSharingPatch:
     blocks: tuple[int, ...]
     sharing: ValueSharing
 
-    def apply(self, module: nn.Module) -> Callable[[], None]:
+    def apply(self, module: nn.Module, site: object = None) -> Callable[[], None]:
+        """Swap the processors (the `PatchSite` does not matter: no weight changes)."""
         available = single_blocks(module)
         originals = {index: available[index].attn.processor for index in self.blocks}
         for index in self.blocks:

@@ -13,7 +13,10 @@ Inside `use` the manager
 - places the module on the compute device within the device budget (`--vram-budget`), dropping
   other models from the device first, or streams it block by block when it alone is larger than
   the budget (modeling/placement.py);
-- applies the reference's patches and undoes them when the scope ends, also on error or interrupt.
+- applies the reference's patches and undoes them when the scope ends, also on error or interrupt:
+  merged into the weights when the module is placed whole at compute precision, as side branches
+  when it is streamed or stored in fp8 (`PatchSite`); the files patches read (LoRAs) stay resident
+  in the host budget like models, so a re-run reads no LoRA again either.
 
 One scope at a time per resident module: a second prompt that wants the same weights (with other
 patches) waits for the first scope to end instead of seeing its patches. A scope opened again on the
@@ -30,12 +33,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from modeling.model_refs import ModelRef, WeightsKey
+from modeling.model_refs import ModelRef, PatchSite, WeightsKey, WeightsSource
 from modeling.placement import DeviceAccount, module_bytes, place_streamed, place_whole, streaming_plan
 from modeling.residency import Residency
 
@@ -102,9 +106,13 @@ class ModelManager:
         self._host = Residency(budgets.ram)
         self._device_tier = Residency(budgets.vram)
         self.account = DeviceAccount()
-        # Loads from disk, in all and per weights: what tests read to prove a re-run read nothing.
+        # Model loads from disk, in all and per weights, and reads of patch files: what tests read to prove a
+        # re-run read nothing.
         self.loads = 0
         self.loads_by_key: dict[WeightsKey, int] = {}
+        self.patch_file_reads: dict[WeightsSource, int] = {}
+        # Files patches read, keyed ("patch file", source) in the host tier beside the models.
+        self._patch_files: dict[tuple[str, WeightsSource], Any] = {}
 
     @contextmanager
     def use(self, ref: ModelRef) -> Iterator[Any]:
@@ -119,9 +127,10 @@ class ModelManager:
                 yield active[2]
                 return
             with resident.lock, ExitStack() as undo:
-                model = self._placed(resident, undo)
+                model, streamed = self._placed(resident, undo)
+                site = PatchSite(model.device, merge=not streamed and ref.storage == "default", files=self)
                 for patch in ref.patches:
-                    undo.callback(patch.apply(model.module))
+                    undo.callback(patch.apply(model.module, site))
                 if ref.sampling is not None:
                     model = model.with_sampling(ref.sampling)
                 resident.active = (threading.get_ident(), ref, model)
@@ -134,10 +143,31 @@ class ModelManager:
                 resident.users -= 1
                 resident.last_used = time.time()
 
+    def read(self, source: WeightsSource, reader: Callable[[str], Any]) -> Any:
+        """A patch's file (a LoRA's tensors): read on first use and kept in the host budget like a model, least
+        recently used out (`PatchFiles`)."""
+        key = ("patch file", source)
+        with self._lock:
+            if key in self._patch_files:
+                self._host.touch(key)
+                return self._patch_files[key]
+        value = reader(source.path)
+        size = getattr(value, "nbytes", 0)
+        with self._lock:
+            self.patch_file_reads[source] = self.patch_file_reads.get(source, 0) + 1
+            if key not in self._patch_files:
+                for victim in self._host.make_room(size, self._in_use()):
+                    self._drop(victim)
+                self._patch_files[key] = value
+                self._host.add(key, size)
+            return self._patch_files[key]
+
     def unload_all(self) -> None:
         """Drop every model not in use (`/free` with `unload_models`)."""
         with self._lock:
             for key in [key for key, resident in self._residents.items() if resident.users == 0]:
+                self._drop(key)
+            for key in list(self._patch_files):
                 self._drop(key)
 
     def stats(self) -> dict[str, Any]:
@@ -148,6 +178,9 @@ class ModelManager:
                        "storage": resident.key.storage, "bytes": resident.size,
                        "device": str(self.device) if resident.on_device is not None else "cpu",
                        "in_use": resident.users > 0} for resident in residents]
+            loaded += [{"name": Path(source.path).name, "component": "patch file", "storage": "default",
+                        "bytes": getattr(value, "nbytes", 0), "device": "cpu", "in_use": False}
+                       for (_, source), value in self._patch_files.items()]
             return {"device": str(self.device), "ram_budget": self.budgets.ram, "vram_budget": self.budgets.vram,
                     "ram_used": self._host.used, "vram_used": self._device_tier.used, "loaded": loaded}
 
@@ -187,22 +220,23 @@ class ModelManager:
             resident.users += 1
             return resident
 
-    def _placed(self, resident: _Resident, undo: ExitStack) -> Any:
-        """The resident's model on the compute device: whole if it fits the device budget, else streamed."""
+    def _placed(self, resident: _Resident, undo: ExitStack) -> tuple[Any, bool]:
+        """The resident's model on the compute device: whole if it fits the device budget, else streamed
+        (the flag)."""
         model = resident.model
         if resident.key.compute == "cpu":
-            return model  # asked to compute on the CPU, where it was loaded
+            return model, False  # asked to compute on the CPU, where it was loaded
         with self._lock:
             if resident.on_device is not None:
                 self._device_tier.touch(resident.key)
-                return dataclasses.replace(model, device=self.device)
+                return dataclasses.replace(model, device=self.device), False
             if resident.size <= self.budgets.vram:
                 for victim in self._device_tier.make_room(resident.size, self._in_use() - {resident.key}):
                     self._unplace(self._residents[victim])
                 if self._device_tier.used + resident.size <= self.budgets.vram:
                     resident.on_device = place_whole(model.module, self.device, self.account)
                     self._device_tier.add(resident.key, resident.size)
-                    return dataclasses.replace(model, device=self.device)
+                    return dataclasses.replace(model, device=self.device), False
             room = self.budgets.vram - self._device_tier.used
         plan = streaming_plan(model.module)
         if not plan.blocks or plan.least_device_bytes > room:
@@ -212,7 +246,7 @@ class ModelManager:
                 f"{_gib(self.budgets.vram)} device budget (--vram-budget) is free"
             )
         undo.callback(place_streamed(model.module, plan, self.device, self.account))
-        return dataclasses.replace(model, device=self.device)
+        return dataclasses.replace(model, device=self.device), True
 
     def _in_use(self) -> set[WeightsKey]:
         return {key for key, resident in self._residents.items() if resident.users > 0}
@@ -223,7 +257,11 @@ class ModelManager:
             resident.on_device = None
             self._device_tier.remove(resident.key)
 
-    def _drop(self, key: WeightsKey) -> None:
+    def _drop(self, key: Any) -> None:
+        if key in self._patch_files:
+            del self._patch_files[key]
+            self._host.remove(key)
+            return
         resident = self._residents.pop(key)
         self._unplace(resident)
         self._host.remove(key)

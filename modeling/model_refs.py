@@ -18,12 +18,35 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from torch import nn
 
 from modeling.families import Component
 from sampling.contract import NoiseSchedule
 
 Undo = Callable[[], None]
+
+
+class PatchFiles(Protocol):
+    """The manager's cache of files patches read (LoRAs): `read(source, reader)` is `reader(source.path)`
+    the first time a source is asked for, the kept result after, so a re-run reads nothing again."""
+
+    def read(self, source: WeightsSource, reader: Callable[[str], Any]) -> Any: ...
+
+
+@dataclass(frozen=True, eq=False)
+class PatchSite:
+    """What a patch needs to know about the module it changes in this scope.
+
+    `merge` is False when the base weights must stay as they are: the module is streamed to the device
+    block by block (a merged copy of every changed weight would double it on the host), or its weights
+    are stored below compute precision (merging into fp8 bytes would lose the change). Patches then add
+    side branches instead of merged weights.
+    """
+
+    device: torch.device
+    merge: bool
+    files: PatchFiles
 
 
 @runtime_checkable
@@ -35,7 +58,7 @@ class Patch(Protocol):
     undoes exactly that change; the manager calls it when the scope ends, also on error.
     """
 
-    def apply(self, module: nn.Module) -> Undo: ...
+    def apply(self, module: nn.Module, site: PatchSite) -> Undo: ...
 
 
 @dataclass(frozen=True)

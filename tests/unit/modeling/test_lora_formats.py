@@ -103,7 +103,8 @@ def fixture_branches(lora: dict[str, Factors], strength: float) -> dict[str, tup
 
 def patched_output(model: nn.Module, path: Path, component: str, output: Callable[[nn.Module], torch.Tensor],
                    strength: float = STRENGTH) -> torch.Tensor:
-    undo = LoraPatch(WeightsSource(str(path), "test"), strength, component).apply(model)  # type: ignore[arg-type]
+    lora = LoraPatch(WeightsSource(str(path), "test"), strength, component)  # type: ignore[arg-type]
+    undo = lora.apply(model, tiny_loras.site())
     try:
         return output(model)
     finally:
@@ -208,7 +209,7 @@ def test_single_block_linear1_changes_q_k_v_and_mlp_rows_in_bfl_order(tmp_path: 
     block = flux.single_transformer_blocks[0]
     parts = [block.attn.to_q, block.attn.to_k, block.attn.to_v, block.proj_mlp]
     before = torch.cat([part.weight.detach().clone() for part in parts])
-    undo = LoraPatch(WeightsSource(str(path), "test"), STRENGTH, "diffusion_model").apply(flux)
+    undo = LoraPatch(WeightsSource(str(path), "test"), STRENGTH, "diffusion_model").apply(flux, tiny_loras.site())
     after = torch.cat([part.weight.detach() for part in parts])
     undo()
     factors = lora["single_blocks.0.linear1"]

@@ -18,7 +18,7 @@ from torch import nn
 
 from modeling.diffusion_model import DiffusionModel
 from modeling.manager import Budgets, DeviceBudgetError, ModelManager
-from modeling.model_refs import ModelRef, Undo, WeightsSource
+from modeling.model_refs import ModelRef, PatchSite, Undo, WeightsSource
 from modeling.placement import module_bytes
 from modeling.reference_loading import load_reference
 from modeling.residency import Residency
@@ -53,7 +53,7 @@ class ScaleWeight:
     name: str
     factor: float
 
-    def apply(self, module: nn.Module) -> Undo:
+    def apply(self, module: nn.Module, site: PatchSite) -> Undo:
         parameter = module.get_parameter(self.name)
         original = parameter.data
         parameter.data = original * self.factor
