@@ -74,6 +74,8 @@ class DiffusionModel:
             raise ValueError(f"the conditioning has batch {condition_batch} but the latent has batch {batch}")
         model_x, t = self.sampling.model_input(x, sigma.to(x.device))
         move = {"device": self.device, "dtype": self.dtype}
-        output = self.family.velocity(self.module, model_x.to(**move).contiguous(), t.to(**move),
+        # The time input stays float32, as ComfyUI passes it: bfloat16 would round VP timestep 999 to 1000.
+        time = t.to(device=self.device, dtype=torch.float32)
+        output = self.family.velocity(self.module, model_x.to(**move).contiguous(), time,
                                       moved(tiled(condition, batch), **move), guidance)
         return self.sampling.velocity(output.to(device=x.device, dtype=x.dtype), x, sigma.to(x.device))

@@ -4,7 +4,8 @@ A row says which component it is (diffusion model, VAE, text encoder), which key
 identify it, how to read its config from weight shapes, how to build the module, and the
 family's defaults (noise sampling for diffusion models, latent normalisation for VAEs). FLUX
 with BFL's original keys, SD3 or Wan are further rows with their own architecture module;
-detection, loading and the wrappers do not change. The table is read-only.
+detection, loading and the wrappers do not change (`unet`: SD1.x/2.x/SDXL in diffusers' layout, discrete
+VP; `wan`: Wan 2.x video transformers in diffusers' layout, 5-D latents). The table is read-only.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
-from modeling.architectures import autoencoder_kl, clip_text, flux, flux_bfl
+from modeling.architectures import autoencoder_kl, clip_text, flux, flux_bfl, unet, wan
 from modeling.conditioning import ConditioningBuilder
 from sampling.contract import NoiseSchedule
+from sampling.discrete_vp import DiscreteVP
 from sampling.flow import FlowSampling
 
 Component = Literal["diffusion_model", "vae", "text_encoder"]
@@ -155,6 +157,39 @@ FAMILIES: Mapping[str, ModelFamily] = MappingProxyType({
             velocity=flux.velocity,
             conditioning=flux.conditioning,
             to_module_keys=flux_bfl.to_diffusers,
+        ),
+        # SD1.x, SD2.x and SDXL UNets (diffusers' layout): discrete VP models on SD's noise table; a diffusers
+        # folder's scheduler_config.json or ModelSamplingDiscrete switches the prediction to v.
+        ModelFamily(
+            name="unet",
+            component="diffusion_model",
+            required_keys=unet.REQUIRED_KEYS,
+            infer_config=unet.infer_config,
+            build=unet.build,
+            file_settings=unet.FILE_SETTINGS,
+            check_config=unet.check_config,
+            excluded_keys=unet.EXCLUDED_KEYS,
+            latent_channels=unet.latent_channels,
+            latent_ndim=4,
+            sampling=DiscreteVP.scaled_linear("eps"),
+            velocity=unet.velocity,
+            conditioning=unet.conditioning,
+        ),
+        # Wan 2.1 / 2.2 video transformers (diffusers layout): 5-D latents [B, C, T, H, W].
+        ModelFamily(
+            name="wan",
+            component="diffusion_model",
+            required_keys=wan.REQUIRED_KEYS,
+            infer_config=wan.infer_config,
+            build=wan.build,
+            file_settings=wan.FILE_SETTINGS,
+            check_config=wan.check_config,
+            excluded_keys=wan.EXCLUDED_KEYS,
+            latent_channels=wan.latent_channels,
+            latent_ndim=5,
+            sampling=FlowSampling.sd3(wan.DEFAULT_SHIFT),
+            velocity=wan.velocity,
+            conditioning=wan.conditioning,
         ),
         ModelFamily(
             name="autoencoder_kl",

@@ -17,6 +17,7 @@ from torch import nn
 from modeling.components import ComponentWeights
 from modeling.errors import ModelFileError
 from modeling.families import ModelFamily
+from modeling.page_release import WeightFileMappings
 from modeling.storage import AsStored, WeightStorage
 
 _COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -99,13 +100,17 @@ def instantiate(
 def _cast(module: nn.Module, state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Floating weights in `dtype`, except the modules the class keeps in float32 for precision.
 
-    Casting here rather than with `module.to(dtype)` honours diffusers' `_keep_in_fp32_modules`.
+    Casting here rather than with `module.to(dtype)` honours diffusers' `_keep_in_fp32_modules`. The file
+    pages under each converted tensor are given back as it is done (modeling/page_release.py).
     """
     keep = tuple(getattr(module, "_keep_in_fp32_modules", None) or ())
+    mappings = WeightFileMappings.of_this_process()
     cast = {}
     for key, value in state.items():
         target = torch.float32 if any(name in key.split(".") for name in keep) else dtype
         cast[key] = value.to(target) if value.is_floating_point() else value
+        if cast[key].data_ptr() != value.data_ptr():
+            mappings.release(value)  # the file's pages of a converted tensor: one copy of the weights at a time
     return cast
 
 

@@ -2,8 +2,9 @@
 ComfyUI single-file checkpoints, into the `DiffusionModel`, `TextEncoder` and `Vae` wrappers.
 
 Paths arrive already resolved inside models/ (engine/paths.py `resolve_model`). Family
-defaults come from the table in modeling/families.py; a model folder's flowmill.json may
-override the sampling shift, and a VAE's latent_preview.json gives the preview projection.
+defaults come from the table in modeling/families.py; a diffusers folder's
+scheduler/scheduler_config.json sets a VP model's prediction (eps or v), its flowmill.json may
+override the sampling settings, and a VAE's latent_preview.json gives the preview projection.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from modeling.latent_preview import PREVIEW_FILE, LatentPreview
 from modeling.storage import WeightStorage, storage_named
 from modeling.text_encoder import TextEncoder
 from modeling.vae import Vae
+from sampling.contract import NoiseSchedule
+from sampling.discrete_vp import DiscreteVP
 
 __all__ = [
     "check_component",
@@ -35,6 +38,10 @@ __all__ = [
     "load_vae",
     "read_model_settings",
 ]
+
+# A diffusers pipeline folder's scheduler settings, and its prediction types -> DiscreteVP's.
+SCHEDULER_CONFIG = Path("scheduler") / "scheduler_config.json"
+_PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v"}
 
 
 def load_diffusion_model(
@@ -110,7 +117,7 @@ def _diffusion_model(
     family, module, config, dtype = _load(weights, "diffusion_model", device, dtype, storage)
     if family.sampling is None or family.latent_channels is None:
         raise ModelFileError(f"{weights.origin}: family {family.name} lacks sampling defaults")
-    sampling = family.sampling
+    sampling = _scheduler_prediction(family.sampling, path)
     overrides = settings.get("sampling", {})
     if overrides:
         try:
@@ -119,6 +126,20 @@ def _diffusion_model(
             raise ModelFileError(f"{path / SETTINGS_FILE}: bad \"sampling\" settings {overrides!r}: {error}") from None
     # The compute dtype, not the first parameter's: that one may be held in fp8.
     return DiffusionModel(module, family, sampling, family.latent_channels(config), device, dtype)
+
+
+def _scheduler_prediction(sampling: NoiseSchedule, path: Path) -> NoiseSchedule:
+    """A discrete VP model's prediction as a diffusers folder's scheduler/scheduler_config.json states it
+    (`prediction_type`: "epsilon", or "v_prediction" for SD2-768-v); the family's default otherwise. A
+    flowmill.json "sampling" setting still overrides it."""
+    file = path / SCHEDULER_CONFIG
+    if not isinstance(sampling, DiscreteVP) or not is_model_folder(path) or not file.is_file():
+        return sampling
+    stated = read_json(file).get("prediction_type", "epsilon")
+    if stated not in _PREDICTION_TYPES:
+        raise ModelFileError(f"{file}: prediction_type {stated!r} is not supported for a discrete VP model; "
+                             f"expected one of {', '.join(_PREDICTION_TYPES)}")
+    return dataclasses.replace(sampling, prediction=_PREDICTION_TYPES[stated])
 
 
 def _vae(weights: ComponentWeights, path: Path, device: torch.device, dtype: torch.dtype | None,

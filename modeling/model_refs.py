@@ -96,7 +96,8 @@ class ModelRef:
     # Where it computes: "default" (the compute device) or "cpu" (CLIPLoader's device option).
     compute: str = "default"
     patches: tuple[Patch, ...] = ()
-    # Noise sampling set by ModelSamplingFlux / ModelSamplingSD3; None keeps the model's own.
+    # The noise schedule set by ModelSamplingFlux / ModelSamplingSD3 (flow models) or ModelSamplingDiscrete
+    # (VP models); None keeps the model's own.
     sampling: NoiseSchedule | None = None
     # A name for messages and /system_stats (the file name the loader node was given).
     label: str = field(default="", compare=False)

@@ -40,7 +40,13 @@ MAX_PREVIEW_SIDE = 512
 
 
 def preview_image(projection: LatentPreview, denoised: torch.Tensor) -> PILImage.Image:
-    """A PIL image of the first item of `denoised` ([B, C, h, w]) at about the decoded image's size."""
+    """A PIL image of the first item of `denoised` ([B, C, h, w]) at about the decoded image's size.
+
+    A video latent [B, C, T, h, w] previews its first frame: Wan's VAE encodes that frame on its own,
+    so it reads as an image where later latent frames each mix four video frames.
+    """
+    if denoised.ndim == 5:
+        denoised = denoised[:, :, 0]
     small = PILImage.fromarray(np.ascontiguousarray(projection.to_rgb(denoised)))
     scale = min(PREVIEW_UPSCALE, MAX_PREVIEW_SIDE / max(small.size))
     size = (max(1, round(small.width * scale)), max(1, round(small.height * scale)))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from engine.node_api import Float, Int, Model, node
 from nodes.image._pixels import MAX_RESOLUTION
-from modeling.model_refs import require_model
+from modeling.sampling_kinds import require_flow_model
 from sampling.flow import FlowSampling
 
 _NODE = "ModelSamplingFlux"
@@ -22,4 +22,5 @@ def model_sampling_flux(
     height: Annotated[int, Int(1024, min=16, max=MAX_RESOLUTION, step=8, tooltip=_SIZE_TOOLTIP)],
 ) -> Model:
     """Shift the model's noise schedule by exp(mu), mu linear in the image's token count (FLUX)."""
-    return require_model(_NODE, "model", model).with_sampling(FlowSampling.flux(width, height, base_shift=base_shift, max_shift=max_shift))
+    sampling = FlowSampling.flux(width, height, base_shift=base_shift, max_shift=max_shift)
+    return require_flow_model(_NODE, "model", model).with_sampling(sampling)

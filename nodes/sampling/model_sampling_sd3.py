@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from engine.node_api import Float, Model, node
-from modeling.model_refs import require_model
+from modeling.sampling_kinds import require_flow_model
 from sampling.flow import FlowSampling
 
 _NODE = "ModelSamplingSD3"
@@ -20,4 +20,4 @@ def model_sampling_sd3(
     ],
 ) -> Model:
     """Shift the model's noise schedule by a constant factor, sigma' = shift*t / (1 + (shift-1)*t)."""
-    return require_model(_NODE, "model", model).with_sampling(FlowSampling.sd3(shift))
+    return require_flow_model(_NODE, "model", model).with_sampling(FlowSampling.sd3(shift))

@@ -53,8 +53,8 @@ def test_unknown_checkpoint_names_partial_matches_and_key_groups(tiny: TinyLayou
     assert ("flux (diffusion_model): 6 of 8 key patterns found, missing 'x_embedder.weight', 'proj_out.weight'"
             in message)
     assert "transformer_blocks (" in message and "some_head (1 keys)" in message
-    assert ("Known families: flux (diffusion_model), flux_bfl (diffusion_model), autoencoder_kl (vae), "
-            "clip_text (text_encoder)") in message
+    assert ("Known families: flux (diffusion_model), flux_bfl (diffusion_model), unet (diffusion_model), "
+            "wan (diffusion_model), autoencoder_kl (vae), clip_text (text_encoder)") in message
     assert isinstance(caught.value, ValueError)
 
 

@@ -58,9 +58,6 @@ def test_loading_through_the_manager_holds_one_copy_of_the_weights(flux_file: Pa
     assert measured["loads_after_first_use"] == 1 and measured["loads_after_second_use"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "modeling/instantiate.py _cast builds every float32 tensor while the whole bfloat16 file stays mapped "
-    "(one safetensors storage), so the peak is the float32 weights plus the file: ~1.52x the weights"))
 def test_a_bfloat16_file_computed_in_float32_on_the_cpu_holds_one_copy_of_the_weights(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("load-memory-bf16") / "flux-bf16.safetensors"
