@@ -342,8 +342,9 @@ def _open_and_close(manager: ModelManager, ref: ModelRef) -> None:
         pass
 
 
-def measure_lora(path: Path, device: torch.device, repeats: int) -> None:
+def measure_lora(path: Path, device: torch.device, repeats: int, latent: int) -> None:
     from modeling.lora.patch import LoraPatch
+    from modeling.model_refs import PatchSite
 
     size = path.stat().st_size
     manager = ModelManager(device, Budgets(ram=4 * size, vram=2 * size), load_reference)
@@ -352,26 +353,41 @@ def measure_lora(path: Path, device: torch.device, repeats: int) -> None:
     with manager.use(base) as model:
         layers = write_lora(lora_path, model.module, LORA_RANK)
     patch = LoraPatch(reference(lora_path).source, 1.0, "diffusion_model", label=lora_path.name)
-    applies, restores, scopes = [], [], []
+    merged, branched = PatchSite(device, merge=True, files=manager), PatchSite(device, merge=False, files=manager)
+    inputs = Inputs.random(latent, device)
+    times: dict[str, list[float]] = {name: [] for name in
+                                     ("apply", "restore", "branch", "unbranch", "scope", "plain", "merged", "hooked")}
     for _ in range(repeats):
         with manager.use(base) as model:
             before = _storages(model.module)
+            times["plain"].append(timed(lambda: inputs.velocity(model), device))
             undo: list[Callable[[], None]] = []
-            applies.append(timed(lambda: undo.append(patch.apply(model.module)), device))
+            times["apply"].append(timed(lambda: undo.append(patch.apply(model.module, merged)), device))
             changed = sum(pointer != before[name] for name, pointer in _storages(model.module).items())
-            restores.append(timed(undo[0], device))
+            times["merged"].append(timed(lambda: inputs.velocity(model), device))
+            times["restore"].append(timed(undo.pop(), device))
             restored = _storages(model.module) == before
-        scopes.append(timed(lambda: _open_and_close(manager, base.patched(patch)), device))
+            times["branch"].append(timed(lambda: undo.append(patch.apply(model.module, branched)), device))
+            times["hooked"].append(timed(lambda: inputs.velocity(model), device))
+            times["unbranch"].append(timed(undo.pop(), device))
+        times["scope"].append(timed(lambda: _open_and_close(manager, base.patched(patch)), device))
     print(f"   rank-{LORA_RANK} LoRA on all {layers} attention projections "
-          f"({lora_path.stat().st_size / 1e6:.1f} MB file, PEFT layout), strength 1, on {device}")
-    rows = ((f"apply (read the file, match, merge {changed} weights)", applies, ""),
-            ("restore (the base tensors handed back)", restores,
+          f"({lora_path.stat().st_size / 1e6:.1f} MB file, PEFT layout, {sum(manager.patch_file_reads.values())} "
+          f"read in all), strength 1, on {device}, forward at a {latent}x{latent} latent")
+    rows = ((f"merge: apply (match, merge {changed} weights)", "apply", ""),
+            ("merge: restore (the base tensors handed back)", "restore",
              "the base tensors are back (same storage)" if restored else "BASE WEIGHTS NOT RESTORED"),
-            ("use() of the patched reference, open + close", scopes,
-             f"loads stayed at {manager.loads}: the base is shared"))
+            ("side branches (streamed / fp8 base): apply", "branch", "no weight replaced"),
+            ("side branches: remove", "unbranch", ""),
+            ("use() of the patched reference, open + close", "scope", f"loads stayed at {manager.loads}"),
+            ("forward, no LoRA", "plain", ""),
+            ("forward, LoRA merged", "merged", ""),
+            ("forward, LoRA as side branches", "hooked",
+             f"{statistics.median(times['hooked']) / statistics.median(times['merged']):.2f}x the merged forward"))
     print(f"   {'':<52}{'median':>10}{'best':>10}")
-    for label, times, note in rows:
-        print(f"   {label:<52}{statistics.median(times) * 1000:>7.1f} ms{min(times) * 1000:>7.1f} ms  {note}")
+    for label, name, note in rows:
+        median, best = statistics.median(times[name]) * 1000, min(times[name]) * 1000
+        print(f"   {label:<52}{median:>7.1f} ms{best:>7.1f} ms  {note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,9 +425,9 @@ def main(argv: list[str] | None = None) -> int:
             print("\n4. CUDA: no CUDA device here; the GPU rows (first use onto the GPU, streamed against "
                   "resident sampling speed) are skipped")
         print("\n5. LoRA apply and restore on the large model")
-        measure_lora(large, CPU, args.repeats)
+        measure_lora(large, CPU, args.repeats, args.latent)
         if torch.cuda.is_available():
-            measure_lora(large, torch.device("cuda"), args.repeats)
+            measure_lora(large, torch.device("cuda"), args.repeats, args.gpu_latent)
     return 0
 
 

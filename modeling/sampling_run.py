@@ -89,6 +89,7 @@ def run_sampling(report: Reporter, job: SamplingJob, model: DiffusionModel) -> t
         result = sample(
             velocity, job.sampler, job.sigmas.to(device, torch.float32), job.noise.to(device, torch.float32),
             samples.to(device), callback=progress, generator=seeded_generator(job.seed),
+            noise_scaling=model.sampling.noise_latent,
         )
     except ValueError as error:  # a sampler refusing its options or schedule: name the node
         raise ValueError(f"{job.node}: {error}") from error

@@ -24,6 +24,12 @@ class VelocityModel(Protocol):
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor: ...
 
 
+class NoiseScaling(Protocol):
+    """The starting point of a run at flow time `sigma` from `latent` and `noise` (ComfyUI's noise_scaling)."""
+
+    def __call__(self, latent: Tensor, noise: Tensor, sigma: Tensor | float) -> Tensor: ...
+
+
 class NoiseSchedule(Protocol):
     """A model family's noise levels, and how its outputs become the velocity samplers integrate.
 
@@ -63,6 +69,10 @@ class NoiseSchedule(Protocol):
 
     def velocity(self, output: Tensor, x: Tensor, s: Tensor) -> Tensor:
         """The flow velocity `noise - x0` from the model's `output` for `model_input(x, s)`."""
+        ...
+
+    def noise_latent(self, latent: Tensor, noise: Tensor, sigma: Tensor | float) -> Tensor:
+        """Where a run starts at flow time `sigma` (a `NoiseScaling`)."""
         ...
 
 

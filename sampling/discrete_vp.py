@@ -20,6 +20,7 @@ Imports nothing outside torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -122,6 +123,20 @@ class DiscreteVP:
             x0 = scale * vp - sigma * scale * output
             noise = sigma * scale * vp + scale * output
         return noise - x0
+
+
+    def noise_latent(self, latent: Tensor, noise: Tensor, s: Tensor | float) -> Tensor:
+        """Where a run starts at flow time `s`, as ComfyUI's EPS.noise_scaling has it: the k-diffusion latent
+        `latent + sigma noise`, except at full denoise (from the table's noisiest level or above), where the
+        noise is scaled by `sqrt(1 + sigma^2)`, a unit-variance VP image; in flow time, divided by `1 + sigma`."""
+        flow = float(s)
+        if flow >= 1:
+            raise ValueError(f"a discrete VP model cannot start at pure noise (flow time 1); its noisiest level is "
+                             f"{float(self.to_flow(self.sigmas[-1:])):.4f}")
+        sigma = flow / (1 - flow)
+        full_denoise = math.isclose(sigma, self.sigma_max, rel_tol=1e-5) or sigma > self.sigma_max
+        scale = math.sqrt(1 + sigma**2) if full_denoise else sigma
+        return (latent + scale * noise) / (1 + sigma)
 
 
 def _per_item(s: Tensor | float, x: Tensor) -> Tensor:

@@ -126,6 +126,10 @@ class FlowSampling:
         """A flow model predicts the velocity itself."""
         return output
 
+    def noise_latent(self, latent: Tensor, noise: Tensor, sigma: Tensor | float) -> Tensor:
+        """The flow interpolant (`noise_latent` below)."""
+        return noise_latent(latent, noise, sigma)
+
 
 def sigma_view(sigma: Tensor | float, like: Tensor) -> Tensor | float:
     """Shape `sigma` to broadcast against `like` ([B, ...]): a per-sample [B] becomes [B, 1, ...].

@@ -214,9 +214,11 @@ class PlainUNet:
 
 
 def flow_loop(model: PlainUNet, sampler: str, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """Sample in flow time from x = s0 noise (an empty latent is x0 = 0)."""
+    """Sample in flow time from ComfyUI's full-denoise start (an empty latent is x0 = 0): the noise scaled to a
+    unit-variance VP image, sqrt(1 + sigma^2) noise in k-diffusion terms, divided by 1 + sigma in flow time."""
     v = model.flow_velocity
-    x = sigmas[0] * noise
+    sigma = sigmas[0].double() / (1 - sigmas[0].double())
+    x = ((1 + sigma**2).sqrt() / (1 + sigma)).float() * noise
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
         h = s_next - s
         slope = v(x, s)
@@ -231,8 +233,9 @@ def flow_loop(model: PlainUNet, sampler: str, noise: torch.Tensor, sigmas: torch
 
 
 def k_diffusion_euler(model: PlainUNet, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """Euler on x = x0 + sigma noise (Karras et al. 2022): d = (x - denoised) / sigma."""
-    x = sigmas[0] * noise
+    """Euler on x = x0 + sigma noise (Karras et al. 2022): d = (x - denoised) / sigma, from ComfyUI's full-denoise
+    start sqrt(1 + sigma^2) noise."""
+    x = (1 + sigmas[0] ** 2).sqrt() * noise
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
         slope = (x - model.denoised(x, sigma)) / sigma
         x = x + slope * (sigma_next - sigma)

@@ -84,3 +84,17 @@ def test_a_table_that_does_not_decrease_is_refused() -> None:
         DiscreteVP(torch.tensor([0.5, 0.9]))
     with pytest.raises(ValueError, match="prediction"):
         DiscreteVP(torch.tensor([0.9, 0.5]), "x0")  # type: ignore[arg-type]
+
+
+def test_a_run_starts_where_comfyui_starts_it() -> None:
+    """Full denoise (from the noisiest table level) scales the noise to a unit-variance VP image, sqrt(1 + sigma^2);
+    a partial one noises the latent by sigma, which in flow time is the flow interpolant."""
+    schedule = DiscreteVP.scaled_linear()
+    latent, noise = torch.full((1, 4, 2, 2), 0.5), torch.ones(1, 4, 2, 2)
+    top = schedule.sigma_max
+    start = schedule.noise_latent(latent, noise, torch.tensor(top / (1 + top)))
+    torch.testing.assert_close(start, (latent + (1 + top**2) ** 0.5 * noise) / (1 + top))
+    partial = schedule.noise_latent(latent, noise, torch.tensor(0.5))  # sigma 1
+    torch.testing.assert_close(partial, 0.5 * latent + 0.5 * noise)
+    with pytest.raises(ValueError, match="pure noise"):
+        schedule.noise_latent(latent, noise, torch.tensor(1.0))
