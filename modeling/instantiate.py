@@ -90,10 +90,14 @@ def instantiate(
     held = (storage or AsStored()).prepare(module, state)
     rest = _cast(module, {key: value for key, value in state.items() if key not in held}, dtype)
     module.load_state_dict({**rest, **held}, strict=True, assign=True)
-    for owner in module.modules():  # buffers built at construction (rotary tables) follow the dtype
+    keep = tuple(getattr(module, "_keep_in_fp32_modules", None) or ())
+    for path, owner in module.named_modules():
+        # Buffers built at construction (rotary tables) follow the dtype, except in the modules the class keeps
+        # in float32 (Wan's `rope`: its tables in bfloat16 would shift every position's angle).
+        target = torch.float32 if any(name in path.split(".") for name in keep) else dtype
         for name, buffer in owner.named_buffers(recurse=False):
-            if buffer.is_floating_point() and buffer.dtype != dtype:
-                setattr(owner, name, buffer.to(dtype))
+            if buffer.is_floating_point() and buffer.dtype != target:
+                setattr(owner, name, buffer.to(target))
     return module.to(device).eval().requires_grad_(False)
 
 

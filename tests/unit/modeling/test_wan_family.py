@@ -258,3 +258,10 @@ def test_a_video_preview_shows_the_first_frame() -> None:
     assert frame.size == (64, 48)
     assert frame.tobytes() == preview_image(projection, video[:, :, 0]).tobytes()
     assert frame.tobytes() != preview_image(projection, video[:, :, 1]).tobytes()
+
+
+def test_in_bfloat16_the_rotary_tables_stay_float32_as_diffusers_keeps_them(module: nn.Module,
+                                                                           model_file: Path) -> None:
+    model = load_diffusion_model(model_file, device="cpu", dtype=torch.bfloat16)
+    assert model.module.rope.freqs_cos.dtype == torch.float32
+    assert model.module.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
