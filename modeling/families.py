@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
@@ -124,38 +124,33 @@ def _any_match(keys: list[str], pattern: str) -> bool:
 FLUX_LATENT_FORMAT = LatentFormat(channels=16, shift=0.1159, scale=0.3611)
 SD_LATENT_FORMAT = LatentFormat(channels=4, shift=0.0, scale=0.18215)
 
+_FLUX = ModelFamily(
+    name="flux",
+    component="diffusion_model",
+    required_keys=flux.REQUIRED_KEYS,
+    infer_config=flux.infer_config,
+    build=flux.build,
+    file_settings=flux.FILE_SETTINGS,
+    check_config=flux.check_config,
+    latent_channels=flux.latent_channels,
+    # ComfyUI's FLUX default (ModelSamplingFlux at 1024x1024: shift exp(1.15)).
+    sampling=FlowSampling.flux(1024, 1024),
+    velocity=flux.velocity,
+    conditioning=flux.conditioning,
+)
+
 FAMILIES: Mapping[str, ModelFamily] = MappingProxyType({
     family.name: family
     for family in (
-        ModelFamily(
-            name="flux",
-            component="diffusion_model",
-            required_keys=flux.REQUIRED_KEYS,
-            infer_config=flux.infer_config,
-            build=flux.build,
-            file_settings=flux.FILE_SETTINGS,
-            check_config=flux.check_config,
-            latent_channels=flux.latent_channels,
-            # ComfyUI's FLUX default (ModelSamplingFlux at 1024x1024: shift exp(1.15)).
-            sampling=FlowSampling.flux(1024, 1024),
-            velocity=flux.velocity,
-            conditioning=flux.conditioning,
-        ),
+        _FLUX,
         # The same transformer from BFL's original files: read in BFL's keys, built and called as above.
-        ModelFamily(
+        replace(
+            _FLUX,
             name="flux_bfl",
-            component="diffusion_model",
             required_keys=flux_bfl.REQUIRED_KEYS,
             infer_config=flux_bfl.infer_config,
-            build=flux.build,
-            file_settings=flux.FILE_SETTINGS,
-            check_config=flux.check_config,
             excluded_keys=flux_bfl.EXCLUDED_KEYS,
             key_prefixes=flux_bfl.KEY_PREFIXES,
-            latent_channels=flux.latent_channels,
-            sampling=FlowSampling.flux(1024, 1024),
-            velocity=flux.velocity,
-            conditioning=flux.conditioning,
             to_module_keys=flux_bfl.to_diffusers,
         ),
         # SD1.x, SD2.x and SDXL UNets (diffusers' layout): discrete VP models on SD's noise table; a diffusers
@@ -170,7 +165,6 @@ FAMILIES: Mapping[str, ModelFamily] = MappingProxyType({
             check_config=unet.check_config,
             excluded_keys=unet.EXCLUDED_KEYS,
             latent_channels=unet.latent_channels,
-            latent_ndim=4,
             sampling=DiscreteVP.scaled_linear("eps"),
             velocity=unet.velocity,
             conditioning=unet.conditioning,

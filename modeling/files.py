@@ -43,6 +43,22 @@ def load_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
         raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from None
 
 
+def weights_fingerprint(path: Path) -> str | None:
+    """Names, sizes and mtimes of the file or folder of files at `path` (what a model reference keys on, so an
+    edited file is a new reference); None when nothing is there."""
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(item for item in path.rglob("*") if item.is_file())
+    else:
+        return None
+    stamps = []
+    for item in files:
+        info = item.stat()
+        stamps.append(f"{item.relative_to(path.parent).as_posix()}:{info.st_size}:{info.st_mtime_ns}")
+    return "|".join(stamps)
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     """The string metadata in a safetensors header (`__metadata__`), {} when there is none."""
     from safetensors import SafetensorError, safe_open

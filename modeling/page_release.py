@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,29 +32,29 @@ class WeightFileMappings:
     """The address ranges of this process's mappings of .safetensors files when it was taken."""
 
     ranges: tuple[tuple[int, int], ...]
+    madvise: Callable[..., int] | None = None  # libc's, looked up once per load
 
     @classmethod
     def of_this_process(cls) -> WeightFileMappings:
         try:
             lines = _MAPS.read_text().splitlines()
         except OSError:
-            return cls(())
+            return cls(())  # not Linux: nothing is released
         ranges = []
         for line in lines:
             fields = line.split(maxsplit=5)
             if len(fields) == 6 and fields[5].startswith("/") and fields[5].endswith(".safetensors"):
                 start, end = (int(value, 16) for value in fields[0].split("-"))
                 ranges.append((start, end))
-        return cls(tuple(ranges))
+        return cls(tuple(ranges), ctypes.CDLL(None, use_errno=True).madvise if ranges else None)
 
     def release(self, tensor: torch.Tensor) -> None:
         """Drop the whole pages under `tensor` from the resident set, if they lie in a weights file's mapping."""
         start = tensor.data_ptr()
         end = start + tensor.numel() * tensor.element_size()
-        if not any(low <= start and end <= high for low, high in self.ranges):
+        if self.madvise is None or not any(low <= start and end <= high for low, high in self.ranges):
             return
         first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
         last = end // mmap.PAGESIZE * mmap.PAGESIZE
         if last > first:
-            ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first),
-                                                      _MADV_DONTNEED)
+            self.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modeling.files import weights_fingerprint
 from modeling.lora import LoraPatch
 from modeling.manager import ModelManager, build_model_manager
 from modeling.model_refs import ModelRef, WeightsSource
@@ -70,14 +71,14 @@ class DemoModel:
 
     @classmethod
     def at(cls, checkpoint: Path) -> DemoModel:
-        fingerprint = _fingerprint(checkpoint)
+        fingerprint = weights_fingerprint(checkpoint) or ""  # a missing file fails in reference()
         parts = [reference(checkpoint, component, fingerprint=fingerprint, label=checkpoint.name)
                  for component in ("diffusion_model", "text_encoder", "vae")]
         return cls(*parts)
 
     def with_lora(self, lora: Path, strength: float) -> DemoModel:
         """The same references with the LoRA at `strength` on the diffusion model and the text encoder."""
-        source = WeightsSource(str(lora), _fingerprint(lora))
+        source = WeightsSource(str(lora), weights_fingerprint(lora) or "")
         return DemoModel(
             self.model.patched(LoraPatch(source, strength, "diffusion_model", label=lora.name)),
             self.clip.patched(LoraPatch(source, strength, "text_encoder", label=lora.name)),
@@ -89,11 +90,6 @@ class DemoModel:
         """uint8 [N, 64, 64, 3] images, the models used through the manager (patches merged for the scope)."""
         with manager.use(self.model) as model, manager.use(self.clip) as text_encoder, manager.use(self.vae) as vae:
             return generate(model, text_encoder, vae, captions, seeds, settings, cfg)
-
-
-def _fingerprint(path: Path) -> str:
-    files = sorted(path.rglob("*")) if path.is_dir() else [path]
-    return ";".join(f"{file.stat().st_size}:{file.stat().st_mtime_ns}" for file in files if file.is_file())
 
 
 def _share_right(readings: list[Reading], scenes: list[Scene], names: tuple[str, ...]) -> float:

@@ -56,20 +56,35 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     (head_dim,) = shape_of(state, norm_key)
     if inner_dim % head_dim:
         raise ModelFileError(f"hidden size {inner_dim} is not a multiple of the attention head dim {head_dim}")
+    return transformer_config(
+        channels=(in_channels, shape_of(state, "proj_out.weight")[0]),
+        blocks=(indexed_count(state, "transformer_blocks."), indexed_count(state, "single_transformer_blocks.")),
+        hidden=inner_dim,
+        head_dim=head_dim,
+        text_widths=(shape_of(state, "context_embedder.weight")[1],
+                     shape_of(state, "time_text_embed.text_embedder.linear_1.weight")[1]),
+        guidance_embeds="time_text_embed.guidance_embedder.linear_1.weight" in state,
+    )
+
+
+def transformer_config(channels: tuple[int, int], blocks: tuple[int, int], hidden: int, head_dim: int,
+                       text_widths: tuple[int, int], guidance_embeds: bool) -> dict[str, Any]:
+    """FluxTransformer2DModel arguments from what any FLUX file layout shows: (in, out) channels, (double,
+    single) block counts, the hidden size and head dim, the (T5, pooled CLIP) widths and guidance distillation."""
+    in_channels, out_channels = channels
     config: dict[str, Any] = {
         "in_channels": in_channels,
-        "num_layers": indexed_count(state, "transformer_blocks."),
-        "num_single_layers": indexed_count(state, "single_transformer_blocks."),
+        "num_layers": blocks[0],
+        "num_single_layers": blocks[1],
         "attention_head_dim": head_dim,
-        "num_attention_heads": inner_dim // head_dim,
-        "joint_attention_dim": shape_of(state, "context_embedder.weight")[1],
-        "pooled_projection_dim": shape_of(state, "time_text_embed.text_embedder.linear_1.weight")[1],
-        "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in state,
+        "num_attention_heads": hidden // head_dim,
+        "joint_attention_dim": text_widths[0],
+        "pooled_projection_dim": text_widths[1],
+        "guidance_embeds": guidance_embeds,
         "axes_dims_rope": rope_axes(head_dim),
     }
-    out_channels = shape_of(state, "proj_out.weight")[0]
     if out_channels != in_channels:
-        config["out_channels"] = out_channels
+        config["out_channels"] = out_channels  # the class's default is in_channels
     return config
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from modeling.architectures.flux import rope_axes
+from modeling.architectures.flux import transformer_config
 from modeling.errors import ModelFileError
 from modeling.state_dicts import indexed_count, shape_of
 
@@ -93,21 +93,14 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
                 f"{MLP_RATIO} x the hidden size (the MLP width diffusers' FLUX blocks have)", hidden)
     _check_rows(state, "single_blocks.0.linear1.weight", (3 + MLP_RATIO) * hidden,
                 f"{3 + MLP_RATIO} x the hidden size (q, k, v and a {MLP_RATIO}x MLP)", hidden)
-    config: dict[str, Any] = {
-        "in_channels": in_channels,
-        "num_layers": indexed_count(state, "double_blocks."),
-        "num_single_layers": indexed_count(state, "single_blocks."),
-        "attention_head_dim": head_dim,
-        "num_attention_heads": hidden // head_dim,
-        "joint_attention_dim": shape_of(state, "txt_in.weight")[1],
-        "pooled_projection_dim": shape_of(state, "vector_in.in_layer.weight")[1],
-        "guidance_embeds": "guidance_in.in_layer.weight" in state,
-        "axes_dims_rope": rope_axes(head_dim),
-    }
-    out_channels = shape_of(state, "final_layer.linear.weight")[0]
-    if out_channels != in_channels:
-        config["out_channels"] = out_channels
-    return config
+    return transformer_config(
+        channels=(in_channels, shape_of(state, "final_layer.linear.weight")[0]),
+        blocks=(indexed_count(state, "double_blocks."), indexed_count(state, "single_blocks.")),
+        hidden=hidden,
+        head_dim=head_dim,
+        text_widths=(shape_of(state, "txt_in.weight")[1], shape_of(state, "vector_in.in_layer.weight")[1]),
+        guidance_embeds="guidance_in.in_layer.weight" in state,
+    )
 
 
 def _check_rows(state: Mapping[str, torch.Tensor], key: str, expected: int, meaning: str, hidden: int) -> None:

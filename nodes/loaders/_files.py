@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.node_api import NodeContext, UnsafePathError
+from modeling.files import weights_fingerprint
 from modeling.families import Component
 from modeling.model_refs import ModelRef
 from modeling.reference_loading import reference
@@ -74,17 +75,8 @@ def model_fingerprint(ctx: NodeContext, folder: str, name: object) -> str | floa
         path = ctx.folders.resolve_model(folder, name)
     except UnsafePathError:
         return float("nan")
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(item for item in path.rglob("*") if item.is_file())
-    else:
-        return float("nan")  # missing: the node itself reports the real error
-    stamps = []
-    for item in files:
-        info = item.stat()
-        stamps.append(f"{item.relative_to(path.parent).as_posix()}:{info.st_size}:{info.st_mtime_ns}")
-    return "|".join(stamps)
+    fingerprint = weights_fingerprint(path)
+    return float("nan") if fingerprint is None else fingerprint  # missing: the node itself reports the error
 
 
 def model_reference(ctx: NodeContext, node: str, input_name: str, folder: str, name: object, component: Component,

@@ -18,7 +18,7 @@ from engine.context import InterruptFlag, NodeContext
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 from modeling.manager import build_model_manager
-from tests.fixtures.pipeline import Pipeline
+from tests.fixtures.pipeline import Pipeline, scratch_folders
 from tests.fixtures.tiny_models import build_all, write_loose_files, write_model_folder, write_single_file
 
 FOLDER_CHECKPOINT = "tiny-demo"
@@ -40,9 +40,7 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def folders(tmp_path: Path, tiny_models_dir: Path) -> Folders:
-    built = Folders(tiny_models_dir, tmp_path / "input", tmp_path / "output", tmp_path / "temp", tmp_path / "user")
-    built.create()
-    return built
+    return scratch_folders(tiny_models_dir, tmp_path)
 
 
 @dataclass

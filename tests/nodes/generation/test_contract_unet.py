@@ -18,11 +18,10 @@ import pytest
 import torch
 
 from engine.node_api import AnyValue, Conditioning, Int, NodeOutput, node
-from engine.paths import Folders
 from engine.registry import NodeRegistry
 from sampling.discrete_vp import DiscreteVP
 from sampling.schedules import compute_sigmas, get_scheduler
-from tests.fixtures.pipeline import Pipeline
+from tests.fixtures.pipeline import Pipeline, scratch_folders
 from tests.fixtures.tiny_models import build_flux
 from tests.fixtures.tiny_unets import (
     SDXL_POOLED_WIDTH,
@@ -112,8 +111,7 @@ def pipeline(modules: dict[str, Any], tmp_path: Path) -> Pipeline:
     registry.discover("nodes")
     registry.register(random_unet_text.node_spec)
     registry.register(keep_for_test.node_spec)
-    folders = Folders(modules["root"], tmp_path / "input", tmp_path / "output", tmp_path / "temp", tmp_path / "user")
-    folders.create()
+    folders = scratch_folders(modules["root"], tmp_path)
     return Pipeline(registry, folders)
 
 

@@ -29,7 +29,7 @@ from engine.types import Conditioning, Latent
 from sampling.flow import FlowSampling
 from sampling.samplers import SAMPLERS
 from sampling.schedules import compute_sigmas
-from tests.fixtures.pipeline import Pipeline
+from tests.fixtures.pipeline import Pipeline, scratch_folders
 from tests.fixtures.tiny_wan import TEXT_DIM, build_wan, write_wan
 
 # Tiny models on a shared machine: one thread is many times faster than contended ones.
@@ -89,9 +89,7 @@ def models_dir(module: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture
 def folders(tmp_path: Path, models_dir: Path) -> Folders:
-    built = Folders(models_dir, tmp_path / "input", tmp_path / "output", tmp_path / "temp", tmp_path / "user")
-    built.create()
-    return built
+    return scratch_folders(models_dir, tmp_path)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from engine.registry import NodeRegistry
 from modeling.lora import LoraPatch
 from modeling.model_refs import ModelRef
 from tests.fixtures import tiny_loras
-from tests.fixtures.pipeline import Pipeline
+from tests.fixtures.pipeline import Pipeline, scratch_folders
 from tests.fixtures.tiny_loras import bfl_shapes, clip_layer_names, clip_shapes, flux_layer_names
 from tests.fixtures.tiny_models import build_clip, build_flux
 from tests.nodes.generation.conftest import SINGLE_CHECKPOINT, Nodes
@@ -51,9 +51,7 @@ def models_with_loras(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture
 def lora_folders(tmp_path: Path, models_with_loras: Path) -> Folders:
-    built = Folders(models_with_loras, tmp_path / "input", tmp_path / "output", tmp_path / "temp", tmp_path / "user")
-    built.create()
-    return built
+    return scratch_folders(models_with_loras, tmp_path)
 
 
 @pytest.fixture

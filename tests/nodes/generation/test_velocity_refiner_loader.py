@@ -13,6 +13,7 @@ import torch
 from engine.paths import Folders
 from engine.registry import NodeRegistry
 from modeling.velocity_refiner import LoadedRefiner
+from tests.fixtures.pipeline import scratch_folders
 from tests.nodes.generation.conftest import Nodes
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -22,9 +23,7 @@ SHIPPED = "flowmill-shapes-demo-refiner.safetensors"
 @pytest.fixture
 def shipped_folders(tmp_path: Path) -> Folders:
     """The repository's own models/ folder, with scratch input/output folders."""
-    built = Folders(PROJECT / "models", tmp_path / "input", tmp_path / "output", tmp_path / "temp", tmp_path / "user")
-    built.create()
-    return built
+    return scratch_folders(PROJECT / "models", tmp_path)
 
 
 def test_declared_with_the_folder_listing(registry: NodeRegistry, tmp_path: Path) -> None:
